@@ -1,0 +1,115 @@
+//! Exporters from `build_exporter` against the real receiver, over the wire.
+
+mod common;
+
+use common::*;
+use dspans_otlp::{build_exporter, Compression, ExportOptions, Protocol};
+use opentelemetry::trace::{Tracer, TracerProvider as _};
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::Resource;
+
+fn opts(protocol: Protocol, endpoint: String, compression: Option<Compression>) -> ExportOptions {
+    ExportOptions {
+        enabled: true,
+        protocol,
+        endpoint: Some(endpoint),
+        service_name: Some("zuultest".into()),
+        timeout: Some(5_000),
+        compression,
+        ..Default::default()
+    }
+}
+
+async fn roundtrip(protocol: Protocol, compression: Option<Compression>) {
+    let (receiver, sink) = start_receiver().await;
+    let endpoint = match protocol {
+        Protocol::Grpc => receiver.grpc_endpoint(),
+        Protocol::HttpProtobuf => receiver.http_endpoint(),
+    }
+    .unwrap();
+    let o = opts(protocol, endpoint, compression);
+    let provider = provider(build_exporter(&o).expect("exporter"), o.service_name());
+    emit_spans(&provider);
+    let spans = sink.wait_for_spans(3, WAIT).await.expect("spans arrive");
+    check_emitted(&spans);
+    // Simple processor: one request per span, each with the resource.
+    let requests = sink.requests();
+    assert_eq!(requests.len(), 3);
+    assert_eq!(service_names(&requests), ["zuultest"; 3]);
+    let scope = requests[0].resource_spans[0].scope_spans[0]
+        .scope
+        .as_ref()
+        .unwrap();
+    assert_eq!(scope.name, "dspans-otlp-test");
+    provider.shutdown().expect("shutdown");
+    receiver.shutdown().await.expect("receiver shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_export_arrives() {
+    roundtrip(Protocol::Grpc, None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_gzip_export_arrives() {
+    roundtrip(Protocol::Grpc, Some(Compression::Gzip)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_protobuf_export_arrives() {
+    roundtrip(Protocol::HttpProtobuf, None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_protobuf_gzip_export_arrives() {
+    roundtrip(Protocol::HttpProtobuf, Some(Compression::Gzip)).await;
+}
+
+/// The exporter does its I/O on its own thread, so a single-threaded
+/// runtime that blocks in the simple processor does not deadlock (the
+/// receiver runs on a separate runtime here).
+#[test]
+fn exports_from_current_thread_runtime_and_batch_thread() {
+    let server_rt = tokio::runtime::Runtime::new().unwrap();
+    let (receiver, sink) = server_rt.block_on(start_receiver());
+
+    // 1. Simple processor inside a current-thread runtime.
+    let local = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let o = opts(Protocol::Grpc, receiver.grpc_endpoint().unwrap(), None);
+    local.block_on(async {
+        let provider = provider(build_exporter(&o).unwrap(), "current-thread");
+        emit_spans(&provider);
+        provider.shutdown().unwrap();
+    });
+    let spans = server_rt.block_on(sink.wait_for_spans(3, WAIT)).unwrap();
+    check_emitted(&spans);
+
+    // 2. Batch processor (its own thread), built outside any runtime.
+    for protocol in [Protocol::Grpc, Protocol::HttpProtobuf] {
+        let endpoint = match protocol {
+            Protocol::Grpc => receiver.grpc_endpoint(),
+            Protocol::HttpProtobuf => receiver.http_endpoint(),
+        };
+        let o = opts(protocol, endpoint.unwrap(), None);
+        let provider = SdkTracerProvider::builder()
+            .with_resource(Resource::builder().with_service_name("batch").build())
+            .with_batch_exporter(build_exporter(&o).unwrap())
+            .build();
+        let tracer = provider.tracer("batch");
+        for i in 0..5 {
+            tracer.in_span(format!("batched-{i}"), |_| {});
+        }
+        provider.force_flush().expect("flush");
+        provider.shutdown().expect("shutdown");
+    }
+    let spans = server_rt.block_on(sink.wait_for_spans(13, WAIT)).unwrap();
+    let batched = spans
+        .iter()
+        .filter(|s| s.name.starts_with("batched-"))
+        .count();
+    assert_eq!(batched, 10);
+    server_rt.block_on(receiver.shutdown()).unwrap();
+}
