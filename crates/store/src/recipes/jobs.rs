@@ -1,0 +1,312 @@
+//! Job request queue: requests are sequential nodes; a worker claims one by
+//! taking its lock and moving it from `requested` to `running`.
+//!
+//! Layout under the queue's root:
+//!
+//! ```text
+//! ROOT/requests/job-0000000007   JSON JobRecord (persistent, sequential)
+//! ROOT/locks/job-0000000007      ephemeral lock, held by the claiming worker
+//! ```
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::lock::{Lock, LockGuard};
+use crate::error::{Result, StoreError};
+use crate::path::{join_path, sequence_of};
+use crate::store::Store;
+use crate::types::{CreateMode, Watch};
+
+/// Life cycle of a job request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    /// Submitted, waiting for a worker.
+    Requested,
+    /// Claimed by a worker (which holds its lock).
+    Running,
+    /// Finished; `result` holds the outcome.
+    Completed,
+}
+
+/// The JSON value stored for each job request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    /// Current state.
+    pub state: JobState,
+    /// The submitter's request (any JSON, e.g. with a span context).
+    pub request: Value,
+    /// Worker that claimed it.
+    #[serde(default)]
+    pub worker: Option<String>,
+    /// Progress or outcome written by the worker.
+    #[serde(default)]
+    pub result: Value,
+}
+
+/// A job request read from the queue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    /// Node name, e.g. `job-0000000007`; ids sort in submission order.
+    pub id: String,
+    /// Version of the node, for compare-and-set.
+    pub version: i32,
+    /// The stored record.
+    pub record: JobRecord,
+}
+
+/// A job claimed by this process: it holds the job's lock until
+/// [`JobQueue::complete`] (or the session ends).
+#[derive(Debug)]
+pub struct Claim {
+    /// The job as last written by this worker.
+    pub job: Job,
+    guard: LockGuard,
+}
+
+impl Claim {
+    /// The lock guard (e.g. to wait for [`LockGuard::lost`]).
+    pub fn guard(&mut self) -> &mut LockGuard {
+        &mut self.guard
+    }
+}
+
+/// A queue of job requests. Cheap to clone.
+///
+/// ```no_run
+/// # async fn demo(store: std::sync::Arc<dyn dspans_store::Store>) -> dspans_store::Result<()> {
+/// use dspans_store::recipes::JobQueue;
+/// let queue = JobQueue::new(store, "/executor/requests");
+/// let id = queue.submit(&serde_json::json!({"job": "unit"})).await?;
+/// if let Some(claim) = queue.claim_next("executor-1").await? {
+///     queue.complete(claim, serde_json::json!({"result": "SUCCESS"})).await?;
+/// }
+/// # let _ = id; Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct JobQueue {
+    store: Arc<dyn Store>,
+    root: String,
+    ready: Arc<AtomicBool>,
+}
+
+impl JobQueue {
+    /// A queue rooted at `root`.
+    pub fn new(store: Arc<dyn Store>, root: impl Into<String>) -> JobQueue {
+        JobQueue {
+            store,
+            root: root.into(),
+            ready: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    fn requests(&self) -> String {
+        join_path(&self.root, "requests")
+    }
+
+    fn request_path(&self, id: &str) -> String {
+        join_path(&self.requests(), id)
+    }
+
+    fn lock_for(&self, id: &str) -> Lock {
+        Lock::new(
+            self.store.clone(),
+            join_path(&join_path(&self.root, "locks"), id),
+        )
+    }
+
+    async fn ensure_layout(&self) -> Result<()> {
+        if !self.ready.load(Ordering::Relaxed) {
+            self.store.create_all(&self.requests(), b"").await?;
+            self.store
+                .create_all(&join_path(&self.root, "locks"), b"")
+                .await?;
+            self.ready.store(true, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Submits a request; returns its id.
+    pub async fn submit(&self, request: &Value) -> Result<String> {
+        self.ensure_layout().await?;
+        let record = JobRecord {
+            state: JobState::Requested,
+            request: request.clone(),
+            worker: None,
+            result: Value::Null,
+        };
+        let prefix = join_path(&self.requests(), "job-");
+        let data = serde_json::to_vec(&record).map_err(|e| super::json_err(&prefix, e))?;
+        let path = self
+            .store
+            .create(&prefix, &data, CreateMode::PersistentSequential)
+            .await?;
+        Ok(crate::path::node_name(&path).to_string())
+    }
+
+    /// Reads one job; `None` if it does not exist (any more).
+    pub async fn get(&self, id: &str) -> Result<Option<Job>> {
+        let path = self.request_path(id);
+        let Some(node) = self.store.get(&path).await? else {
+            return Ok(None);
+        };
+        let record = serde_json::from_slice(&node.data).map_err(|e| super::json_err(&path, e))?;
+        Ok(Some(Job {
+            id: id.to_string(),
+            version: node.stat.version,
+            record,
+        }))
+    }
+
+    /// All jobs, in submission order.
+    pub async fn list(&self) -> Result<Vec<Job>> {
+        let ids = match self.store.children(&self.requests()).await {
+            Ok(ids) => ids,
+            Err(StoreError::NoNode { .. }) => return Ok(Vec::new()),
+            Err(err) => return Err(err),
+        };
+        let mut ids: Vec<(i64, String)> = ids
+            .into_iter()
+            .map(|id| (sequence_of(&id).unwrap_or(i64::MAX), id))
+            .collect();
+        ids.sort();
+        let mut jobs = Vec::with_capacity(ids.len());
+        for (_, id) in ids {
+            if let Some(job) = self.get(&id).await? {
+                jobs.push(job);
+            }
+        }
+        Ok(jobs)
+    }
+
+    /// Claims a job if it is still `requested` and nobody holds its lock:
+    /// takes the lock, then marks it `running` by `worker` (compare-and-set).
+    /// `None` when another worker was first. Each request is claimed at most
+    /// once, across processes and hosts.
+    pub async fn claim(&self, id: &str, worker: &str) -> Result<Option<Claim>> {
+        self.ensure_layout().await?;
+        let Some(guard) = self.lock_for(id).try_acquire(worker.as_bytes()).await? else {
+            return Ok(None);
+        };
+        let job = match self.get(id).await? {
+            Some(job) if job.record.state == JobState::Requested => job,
+            _ => {
+                guard.release().await?;
+                return Ok(None);
+            }
+        };
+        let mut record = job.record;
+        record.state = JobState::Running;
+        record.worker = Some(worker.to_string());
+        let mut claim = Claim {
+            job: Job {
+                id: job.id,
+                version: job.version,
+                record,
+            },
+            guard,
+        };
+        match self.write(&mut claim).await {
+            Ok(()) => Ok(Some(claim)),
+            Err(err) if err.is_bad_version() || err.is_no_node() => {
+                claim.guard.release().await?;
+                Ok(None)
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Claims the oldest claimable job, if any.
+    pub async fn claim_next(&self, worker: &str) -> Result<Option<Claim>> {
+        for job in self.list().await? {
+            if job.record.state != JobState::Requested {
+                continue;
+            }
+            if let Some(claim) = self.claim(&job.id, worker).await? {
+                return Ok(Some(claim));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn write(&self, claim: &mut Claim) -> Result<()> {
+        if !claim.guard.is_held() {
+            return Err(StoreError::SessionExpired);
+        }
+        let path = self.request_path(&claim.job.id);
+        let data =
+            serde_json::to_vec(&claim.job.record).map_err(|e| super::json_err(&path, e))?;
+        let stat = self
+            .store
+            .set(&path, &data, Some(claim.job.version))
+            .await?;
+        claim.job.version = stat.version;
+        Ok(())
+    }
+
+    /// Records progress of a claimed job (its `result` field), keeping it
+    /// `running`. Fails with `BadVersion` if the job was changed by someone
+    /// else, with `SessionExpired` if the lock was lost.
+    pub async fn update(&self, claim: &mut Claim, result: Value) -> Result<()> {
+        claim.job.record.result = result;
+        self.write(claim).await
+    }
+
+    /// Marks a claimed job `completed` with `result`, then releases its lock.
+    pub async fn complete(&self, mut claim: Claim, result: Value) -> Result<Job> {
+        claim.job.record.state = JobState::Completed;
+        claim.job.record.result = result;
+        self.write(&mut claim).await?;
+        let Claim { job, guard } = claim;
+        guard.release().await?;
+        Ok(job)
+    }
+
+    /// Deletes a job request (e.g. once the submitter read its result).
+    pub async fn remove(&self, id: &str) -> Result<()> {
+        match self.store.delete(&self.request_path(id), None).await {
+            Ok(()) | Err(StoreError::NoNode { .. }) => Ok(()),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Puts `running` jobs whose worker is gone (lock node missing) back to
+    /// `requested`; returns their ids.
+    pub async fn requeue_orphans(&self) -> Result<Vec<String>> {
+        let mut requeued = Vec::new();
+        for job in self.list().await? {
+            if job.record.state != JobState::Running {
+                continue;
+            }
+            let lock = self.lock_for(&job.id);
+            let Some(guard) = lock.try_acquire(b"requeue").await? else {
+                continue; // its worker still holds it
+            };
+            if let Some(mut current) = self.get(&job.id).await? {
+                if current.record.state == JobState::Running {
+                    current.record.state = JobState::Requested;
+                    current.record.worker = None;
+                    let path = self.request_path(&job.id);
+                    let data = serde_json::to_vec(&current.record)
+                        .map_err(|e| super::json_err(&path, e))?;
+                    match self.store.set(&path, &data, Some(current.version)).await {
+                        Ok(_) => requeued.push(job.id.clone()),
+                        Err(err) if err.is_bad_version() || err.is_no_node() => {}
+                        Err(err) => return Err(err),
+                    }
+                }
+            }
+            guard.release().await?;
+        }
+        Ok(requeued)
+    }
+
+    /// Notifies submissions and removals of requests.
+    pub async fn watch(&self) -> Result<Watch> {
+        self.ensure_layout().await?;
+        self.store.watch_children(&self.requests()).await
+    }
+}
