@@ -10,6 +10,7 @@ use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use opentelemetry_sdk::Resource;
 
+use crate::http_client::{LastError, ReportingClient};
 use crate::jsonl::JsonLinesExporter;
 use crate::options::{Compression, ExportOptions, OptionsError, Protocol};
 use crate::tls;
@@ -106,6 +107,7 @@ pub struct OtlpExporter {
     protocol: Protocol,
     endpoint: String,
     timeout: Duration,
+    last_error: LastError,
 }
 
 impl OtlpExporter {
@@ -123,6 +125,9 @@ impl OtlpExporter {
         let Some(handle) = self.io.handle() else {
             return Err(OTelSdkError::AlreadyShutdown);
         };
+        if let Ok(mut last) = self.last_error.lock() {
+            *last = None;
+        }
         let inner = Arc::clone(&self.inner);
         let timeout = self.timeout;
         // The client retries within `timeout`; this outer bound also covers
@@ -131,7 +136,11 @@ impl OtlpExporter {
         let bound = timeout + Duration::from_millis(250);
         let task =
             handle.spawn(async move { tokio::time::timeout(bound, inner.export(batch)).await });
-        let describe = |what: String| {
+        let describe = |mut what: String| {
+            let detail = self.last_error.lock().ok().and_then(|mut l| l.take());
+            if let Some(detail) = detail {
+                what = format!("{what} ({detail})");
+            }
             OTelSdkError::InternalFailure(format!(
                 "OTLP {} export to {} failed: {what}",
                 self.protocol, self.endpoint
@@ -139,6 +148,7 @@ impl OtlpExporter {
         };
         match task.await {
             Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(OTelSdkError::InternalFailure(e)))) => Err(describe(e)),
             Ok(Ok(Err(e))) => Err(describe(e.to_string())),
             Ok(Err(_elapsed)) => Err(describe(format!(
                 "no answer within {} ms",
@@ -247,6 +257,7 @@ pub fn build_exporter(opts: &ExportOptions) -> Result<Exporter, ExportSetupError
     let timeout = opts.timeout();
     let endpoint = opts.traces_endpoint();
     let retry = opentelemetry_otlp::RetryPolicy::recommended();
+    let last_error = LastError::default();
 
     let (inner, endpoint) = match opts.protocol {
         Protocol::Grpc => {
@@ -298,7 +309,10 @@ pub fn build_exporter(opts: &ExportOptions) -> Result<Exporter, ExportSetupError
                 .with_endpoint(endpoint.clone())
                 .with_timeout(timeout)
                 .with_retry_policy(retry)
-                .with_http_client(client)
+                .with_http_client(ReportingClient {
+                    inner: client,
+                    last_error: Arc::clone(&last_error),
+                })
                 .with_headers(opts.headers.clone().into_iter().collect());
             if opts.compression == Some(Compression::Gzip) {
                 builder = builder.with_compression(opentelemetry_otlp::Compression::Gzip);
@@ -313,6 +327,7 @@ pub fn build_exporter(opts: &ExportOptions) -> Result<Exporter, ExportSetupError
         protocol: opts.protocol,
         endpoint,
         timeout,
+        last_error,
     }))
 }
 

@@ -32,6 +32,7 @@
 #![warn(missing_docs)]
 
 mod exporter;
+mod http_client;
 mod jsonl;
 mod options;
 pub mod receiver;

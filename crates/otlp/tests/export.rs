@@ -113,3 +113,37 @@ fn exports_from_current_thread_runtime_and_batch_thread() {
     assert_eq!(batched, 10);
     server_rt.block_on(receiver.shutdown()).unwrap();
 }
+
+/// With `compression = "gzip"` the HTTP exporter really compresses: read
+/// the raw request off a socket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_gzip_is_on_the_wire() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut head = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = sock.read(&mut buf).await.unwrap();
+            assert!(n > 0, "connection closed before the headers ended");
+            head.extend_from_slice(&buf[..n]);
+        }
+        sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+            .await
+            .unwrap();
+        String::from_utf8_lossy(&head).to_ascii_lowercase()
+    });
+    let o = opts(Protocol::HttpProtobuf, endpoint, Some(Compression::Gzip));
+    let provider = provider(build_exporter(&o).unwrap(), "gz");
+    provider.tracer("gz").in_span("one", |_| {});
+    let head = tokio::time::timeout(WAIT, server).await.unwrap().unwrap();
+    assert!(head.starts_with("post /v1/traces "), "{head}");
+    assert!(head.contains("content-encoding: gzip"), "{head}");
+    assert!(
+        head.contains("content-type: application/x-protobuf"),
+        "{head}"
+    );
+    let _ = provider.shutdown();
+}
