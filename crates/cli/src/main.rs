@@ -1,0 +1,81 @@
+//! `dspans`: OpenTelemetry spans that outlive the process that started them.
+
+mod bench_spans;
+mod export_args;
+mod span_cmd;
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+
+const AFTER_HELP: &str = "\
+Exit status: 0 on success, 1 on a runtime error (unreadable input, export \
+failure), 2 on a usage error.
+
+Logs go to stderr; set RUST_LOG (for example RUST_LOG=debug) for more.";
+
+/// Durable OpenTelemetry spans: save a span's state as JSON, restore it in
+/// another process, start children there, and end it anywhere.
+#[derive(Parser, Debug)]
+#[command(name = "dspans", version, after_help = AFTER_HELP)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Save, restore and end spans from the shell (the saved JSON is the state).
+    #[command(subcommand)]
+    Span(span_cmd::SpanCommand),
+    /// Measure the project's operations.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCommand {
+    /// Saved-span operations against a plain OpenTelemetry span (ns per op, JSON lines).
+    Spans(bench_spans::BenchSpansArgs),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("dspans: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Span(cmd) => {
+                let sub = matches
+                    .subcommand_matches("span")
+                    .and_then(|m| m.subcommand().map(|(_, m)| m));
+                span_cmd::run(cmd, sub).await
+            }
+            Command::Bench(BenchCommand::Spans(args)) => bench_spans::run(&args),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("dspans: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
