@@ -35,6 +35,7 @@ mod exporter;
 mod http_client;
 mod jsonl;
 mod options;
+mod parse;
 pub mod receiver;
 mod tls;
 

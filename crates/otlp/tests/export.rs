@@ -147,3 +147,37 @@ async fn http_gzip_is_on_the_wire() {
     );
     let _ = provider.shutdown();
 }
+
+/// gRPC over TLS, trusting the collector's self-signed certificate through
+/// `tls_ca`; without it the handshake fails (system roots do not know it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_tls_with_tls_ca() {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert_pem = certified.cert.pem();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &cert_pem).unwrap();
+
+    let sink = dspans_otlp::receiver::MemorySink::new();
+    let receiver = dspans_otlp::receiver::Receiver::builder()
+        .grpc("127.0.0.1:0".parse().unwrap())
+        .grpc_tls_pem(cert_pem, certified.key_pair.serialize_pem())
+        .start(sink.clone())
+        .await
+        .unwrap();
+    let port = receiver.grpc_addr().unwrap().port();
+
+    let mut o = opts(Protocol::Grpc, format!("https://localhost:{port}"), None);
+    o.timeout = Some(2_000);
+    // Untrusted certificate: an error, in time.
+    let untrusted = build_exporter(&o).unwrap();
+    use opentelemetry_sdk::trace::SpanExporter as _;
+    assert!(untrusted.export(captured_spans(1)).await.is_err());
+
+    o.tls_ca = Some(ca);
+    let provider = provider(build_exporter(&o).unwrap(), "tls");
+    emit_spans(&provider);
+    check_emitted(&sink.wait_for_spans(3, WAIT).await.unwrap());
+    provider.shutdown().unwrap();
+    receiver.shutdown().await.unwrap();
+}

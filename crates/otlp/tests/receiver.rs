@@ -205,6 +205,14 @@ async fn start_errors_and_shutdown() {
         .unwrap_err();
     assert!(matches!(e, ReceiverError::NoListener));
 
+    let e = Receiver::builder()
+        .grpc("127.0.0.1:0".parse().unwrap())
+        .grpc_tls_pem("not a cert", "not a key")
+        .start(MemorySink::new())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ReceiverError::Tls { .. }), "{e}");
+
     let (receiver, _) = start_receiver().await;
     let taken = receiver.grpc_addr().unwrap();
     let e = Receiver::builder()

@@ -40,6 +40,7 @@ impl TraceService for Service {
 /// Serves gRPC on `listener` until `shutdown` turns true.
 pub(crate) async fn serve(
     listener: TcpListener,
+    tls: Option<(Vec<u8>, Vec<u8>)>,
     sink: Arc<dyn TraceSink>,
     max_request_bytes: usize,
     mut shutdown: watch::Receiver<bool>,
@@ -48,7 +49,12 @@ pub(crate) async fn serve(
         .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip)
         .max_decoding_message_size(max_request_bytes);
-    tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some((cert, key)) = tls {
+        let identity = tonic::transport::Identity::from_pem(cert, key);
+        server = server.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))?;
+    }
+    server
         .add_service(service)
         .serve_with_incoming_shutdown(TcpIncoming::from(listener), async move {
             let _ = shutdown.wait_for(|stop| *stop).await;

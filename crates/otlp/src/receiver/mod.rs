@@ -59,6 +59,14 @@ pub enum ReceiverError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The gRPC TLS certificate or key is unusable.
+    #[error("invalid gRPC TLS {what}: {reason}")]
+    Tls {
+        /// `certificate` or `key`.
+        what: &'static str,
+        /// Why it was refused.
+        reason: String,
+    },
     /// A server stopped with an error.
     #[error("the OTLP/{protocol} server failed: {message}")]
     Serve {
@@ -84,6 +92,7 @@ impl Receiver {
 #[derive(Debug, Clone)]
 pub struct ReceiverBuilder {
     grpc: Option<SocketAddr>,
+    grpc_tls: Option<(Vec<u8>, Vec<u8>)>,
     http: Option<SocketAddr>,
     max_request_bytes: usize,
 }
@@ -92,6 +101,7 @@ impl Default for ReceiverBuilder {
     fn default() -> Self {
         Self {
             grpc: None,
+            grpc_tls: None,
             http: None,
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
         }
@@ -102,6 +112,16 @@ impl ReceiverBuilder {
     /// Serve OTLP/gRPC on `addr` (port 0 picks a free port).
     pub fn grpc(mut self, addr: SocketAddr) -> Self {
         self.grpc = Some(addr);
+        self
+    }
+
+    /// Serve gRPC over TLS with this PEM certificate chain and key.
+    pub fn grpc_tls_pem(
+        mut self,
+        cert_pem: impl Into<Vec<u8>>,
+        key_pem: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.grpc_tls = Some((cert_pem.into(), key_pem.into()));
         self
     }
 
@@ -123,6 +143,9 @@ impl ReceiverBuilder {
     pub async fn start<S: TraceSink>(self, sink: S) -> Result<RunningReceiver, ReceiverError> {
         if self.grpc.is_none() && self.http.is_none() {
             return Err(ReceiverError::NoListener);
+        }
+        if let Some((cert, key)) = &self.grpc_tls {
+            check_tls_pem(cert, key)?;
         }
         let bind = |protocol, addr| async move {
             TcpListener::bind(addr)
@@ -153,8 +176,9 @@ impl ReceiverBuilder {
             tracing::info!(%addr, "OTLP/gRPC receiver listening");
             grpc_addr = Some(addr);
             let (sink, stopped) = (Arc::clone(&sink), stopped.clone());
+            let tls = self.grpc_tls.clone();
             tasks.push(tokio::spawn(async move {
-                grpc::serve(listener, sink, max, stopped)
+                grpc::serve(listener, tls, sink, max, stopped)
                     .await
                     .map_err(|e| ReceiverError::Serve {
                         protocol: "grpc",
@@ -181,6 +205,29 @@ impl ReceiverBuilder {
             tasks,
         })
     }
+}
+
+/// Refuses a certificate/key pair rustls could not load.
+fn check_tls_pem(cert: &[u8], key: &[u8]) -> Result<(), ReceiverError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_slice_iter(cert)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ReceiverError::Tls {
+            what: "certificate",
+            reason: e.to_string(),
+        })?;
+    if certs.is_empty() {
+        return Err(ReceiverError::Tls {
+            what: "certificate",
+            reason: "no PEM certificate found".into(),
+        });
+    }
+    PrivateKeyDer::from_pem_slice(key).map_err(|e| ReceiverError::Tls {
+        what: "key",
+        reason: e.to_string(),
+    })?;
+    Ok(())
 }
 
 /// A started receiver. Dropping it stops the servers too (without waiting).
