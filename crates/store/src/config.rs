@@ -144,8 +144,8 @@ impl StoreConfig {
     /// Parses the `[store]` table out of a whole configuration document
     /// (other tables are ignored). A missing table gives the defaults.
     pub fn from_toml_document(text: &str) -> Result<Self> {
-        let doc: toml::Table = toml::from_str(text)
-            .map_err(|e| StoreError::Config(format!("invalid TOML: {e}")))?;
+        let doc: toml::Table =
+            toml::from_str(text).map_err(|e| StoreError::Config(format!("invalid TOML: {e}")))?;
         match doc.get("store") {
             None => Ok(StoreConfig::default()),
             Some(value) => value
@@ -196,7 +196,9 @@ impl StoreConfig {
             ));
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
-            return Err(StoreError::Config("tls_cert and tls_key go together".into()));
+            return Err(StoreError::Config(
+                "tls_cert and tls_key go together".into(),
+            ));
         }
         if let Some(chroot) = &self.chroot {
             crate::path::validate_path(chroot)

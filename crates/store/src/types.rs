@@ -29,7 +29,10 @@ pub enum CreateMode {
 impl CreateMode {
     /// True for the ephemeral modes.
     pub fn is_ephemeral(self) -> bool {
-        matches!(self, CreateMode::Ephemeral | CreateMode::EphemeralSequential)
+        matches!(
+            self,
+            CreateMode::Ephemeral | CreateMode::EphemeralSequential
+        )
     }
 
     /// True for the sequential modes.

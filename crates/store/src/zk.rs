@@ -139,7 +139,10 @@ impl ZkStore {
                     .with_pem_identity(&read_pem(cert)?, &read_pem(key)?)
                     .map_err(|e| StoreError::Config(format!("tls_cert/tls_key: {e}")))?;
             }
-            connector.with_tls(options).secure_connect(&config.hosts).await
+            connector
+                .with_tls(options)
+                .secure_connect(&config.hosts)
+                .await
         } else {
             connector.connect(&config.hosts).await
         };
@@ -153,9 +156,9 @@ impl ZkStore {
                 Ok(()) | Err(zk::Error::NodeExists) => {}
                 Err(err) => return Err(map_err(err, chroot)),
             }
-            client = client.chroot(chroot).map_err(|_| {
-                StoreError::Config(format!("invalid chroot {chroot:?}"))
-            })?;
+            client = client
+                .chroot(chroot)
+                .map_err(|_| StoreError::Config(format!("invalid chroot {chroot:?}")))?;
         }
         let (tx, _) = watch::channel(SessionState::Connected);
         let state = Arc::new(tx);

@@ -26,7 +26,10 @@ async fn run(args: &[String]) -> Result<(), String> {
     match (command.as_str(), rest) {
         ("hold", [path, lock]) => {
             if let Some(parent) = dspans_store::parent_path(path) {
-                store.create_all(parent, b"").await.map_err(|e| e.to_string())?;
+                store
+                    .create_all(parent, b"")
+                    .await
+                    .map_err(|e| e.to_string())?;
             }
             store
                 .create(path, b"agent", CreateMode::Ephemeral)
@@ -37,7 +40,9 @@ async fn run(args: &[String]) -> Result<(), String> {
                 .await
                 .map_err(|e| e.to_string())?
                 .ok_or("lock already held")?;
-            writeln!(out, "READY").and_then(|_| out.flush()).map_err(|e| e.to_string())?;
+            writeln!(out, "READY")
+                .and_then(|_| out.flush())
+                .map_err(|e| e.to_string())?;
             std::future::pending::<()>().await;
             drop(guard);
         }

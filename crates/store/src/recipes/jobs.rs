@@ -237,8 +237,7 @@ impl JobQueue {
             return Err(StoreError::SessionExpired);
         }
         let path = self.request_path(&claim.job.id);
-        let data =
-            serde_json::to_vec(&claim.job.record).map_err(|e| super::json_err(&path, e))?;
+        let data = serde_json::to_vec(&claim.job.record).map_err(|e| super::json_err(&path, e))?;
         let stat = self
             .store
             .set(&path, &data, Some(claim.job.version))

@@ -71,10 +71,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 fn connect(path: &Path, busy_timeout: Duration) -> Result<Connection> {
-    let conn = Connection::open(path).map_err(|e| {
-        StoreError::sqlite(format!("cannot open {}: {e}", path.display()))
-    })?;
-    conn.busy_timeout(busy_timeout).map_err(StoreError::sqlite)?;
+    let conn = Connection::open(path)
+        .map_err(|e| StoreError::sqlite(format!("cannot open {}: {e}", path.display())))?;
+    conn.busy_timeout(busy_timeout)
+        .map_err(StoreError::sqlite)?;
     conn.pragma_update(None, "journal_mode", "WAL")
         .map_err(StoreError::sqlite)?;
     conn.pragma_update(None, "synchronous", "NORMAL")
@@ -98,7 +98,8 @@ impl SqliteStore {
                 })?;
             }
             let mut conn = connect(&path, busy_timeout)?;
-            conn.execute_batch(ops::SCHEMA).map_err(StoreError::sqlite)?;
+            conn.execute_batch(ops::SCHEMA)
+                .map_err(StoreError::sqlite)?;
             let lease = ops::new_lease(&mut conn, timeout_ms)?;
             Ok((conn, lease))
         })

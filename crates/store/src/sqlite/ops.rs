@@ -71,8 +71,10 @@ pub(crate) fn write_tx<T>(
 }
 
 pub(crate) fn change_counter(conn: &Connection) -> Result<i64> {
-    conn.query_row("SELECT value FROM meta WHERE key = 'zxid'", [], |r| r.get(0))
-        .map_err(db)
+    conn.query_row("SELECT value FROM meta WHERE key = 'zxid'", [], |r| {
+        r.get(0)
+    })
+    .map_err(db)
 }
 
 pub(crate) fn stat(conn: &Connection, path: &str) -> Result<Option<Stat>> {
@@ -105,7 +107,9 @@ pub(crate) fn get(conn: &Connection, path: &str) -> Result<Option<Node>> {
         return Ok(None);
     };
     let data: Vec<u8> = conn
-        .query_row("SELECT data FROM nodes WHERE path = ?1", [path], |r| r.get(0))
+        .query_row("SELECT data FROM nodes WHERE path = ?1", [path], |r| {
+            r.get(0)
+        })
         .map_err(db)?;
     Ok(Some(Node { data, stat }))
 }
@@ -117,9 +121,7 @@ pub(crate) fn children(conn: &Connection, path: &str) -> Result<Vec<String>> {
     let mut q = conn
         .prepare_cached("SELECT path FROM nodes WHERE parent = ?1")
         .map_err(db)?;
-    let rows = q
-        .query_map([path], |r| r.get::<_, String>(0))
-        .map_err(db)?;
+    let rows = q.query_map([path], |r| r.get::<_, String>(0)).map_err(db)?;
     let mut names = Vec::new();
     for row in rows {
         names.push(node_name(&row.map_err(db)?).to_string());
@@ -308,9 +310,7 @@ pub(crate) fn multi(
                 data,
                 version,
             } => set(tx, zxid, path, data, *version).map(|version| OpResult::Set { version }),
-            Op::Delete { path, version } => {
-                delete(tx, path, *version).map(|_| OpResult::Deleted)
-            }
+            Op::Delete { path, version } => delete(tx, path, *version).map(|_| OpResult::Deleted),
         };
         match result {
             Ok(r) => results.push(r),

@@ -12,51 +12,99 @@ pub async fn create_get_children_delete(env: Env) -> anyhow::Result<()> {
     let store = env.open().await;
     store.create_all(&env.root, b"").await?;
     let a = env.path("a");
-    ensure!(store.get(&a).await?.is_none(), "missing node must read as None");
+    ensure!(
+        store.get(&a).await?.is_none(),
+        "missing node must read as None"
+    );
     ensure!(store.exists(&a).await?.is_none());
     let created = store.create(&a, b"one", CreateMode::Persistent).await?;
     ensure!(created == a, "create returned {created}");
     let node = store.get(&a).await?.context("node just created")?;
     ensure!(node.data == b"one" && node.stat.version == 0 && !node.stat.ephemeral);
-    let err = store.create(&a, b"two", CreateMode::Persistent).await.unwrap_err();
-    ensure!(err == StoreError::NodeExists { path: a.clone() }, "got {err:?}");
+    let err = store
+        .create(&a, b"two", CreateMode::Persistent)
+        .await
+        .unwrap_err();
+    ensure!(
+        err == StoreError::NodeExists { path: a.clone() },
+        "got {err:?}"
+    );
     let orphan = env.path("missing/child");
-    let err = store.create(&orphan, b"", CreateMode::Persistent).await.unwrap_err();
-    ensure!(err == StoreError::NoNode { path: env.path("missing") }, "got {err:?}");
-    store.create(&env.path("a/x"), b"", CreateMode::Persistent).await?;
-    store.create(&env.path("a/y"), b"", CreateMode::Persistent).await?;
+    let err = store
+        .create(&orphan, b"", CreateMode::Persistent)
+        .await
+        .unwrap_err();
+    ensure!(
+        err == StoreError::NoNode {
+            path: env.path("missing")
+        },
+        "got {err:?}"
+    );
+    store
+        .create(&env.path("a/x"), b"", CreateMode::Persistent)
+        .await?;
+    store
+        .create(&env.path("a/y"), b"", CreateMode::Persistent)
+        .await?;
     ensure!(store.children(&a).await? == ["x", "y"]);
     ensure!(store.exists(&a).await?.context("a")?.num_children == 2);
     let err = store.delete(&a, None).await.unwrap_err();
     ensure!(matches!(err, StoreError::NotEmpty { .. }), "got {err:?}");
-    ensure!(store.children(&env.path("nope")).await.unwrap_err().is_no_node());
+    ensure!(store
+        .children(&env.path("nope"))
+        .await
+        .unwrap_err()
+        .is_no_node());
     store.delete_all(&a).await?;
     ensure!(store.get(&a).await?.is_none());
     ensure!(store.delete(&a, None).await.unwrap_err().is_no_node());
     let err = store.get("relative/path").await.unwrap_err();
     ensure!(matches!(err, StoreError::InvalidPath { .. }), "got {err:?}");
-    store.create_all(&env.path("deep/er/still"), b"leaf").await?;
-    ensure!(store.get(&env.path("deep/er/still")).await?.context("deep")?.data == b"leaf");
+    store
+        .create_all(&env.path("deep/er/still"), b"leaf")
+        .await?;
+    ensure!(
+        store
+            .get(&env.path("deep/er/still"))
+            .await?
+            .context("deep")?
+            .data
+            == b"leaf"
+    );
     Ok(())
 }
 
 pub async fn sequential_and_ephemeral_rules(env: Env) -> anyhow::Result<()> {
     let store = env.open().await;
     store.create_all(&env.root, b"").await?;
-    let p1 = store.create(&env.path("q-"), b"1", CreateMode::PersistentSequential).await?;
-    let p2 = store.create(&env.path("q-"), b"2", CreateMode::PersistentSequential).await?;
-    let p3 = store.create(&env.path("e-"), b"3", CreateMode::EphemeralSequential).await?;
+    let p1 = store
+        .create(&env.path("q-"), b"1", CreateMode::PersistentSequential)
+        .await?;
+    let p2 = store
+        .create(&env.path("q-"), b"2", CreateMode::PersistentSequential)
+        .await?;
+    let p3 = store
+        .create(&env.path("e-"), b"3", CreateMode::EphemeralSequential)
+        .await?;
     let seq = |p: &str| dspans_store::sequence_of(p).unwrap_or(-1);
-    ensure!(p1.len() == env.path("q-").len() + 10, "10-digit suffix: {p1}");
+    ensure!(
+        p1.len() == env.path("q-").len() + 10,
+        "10-digit suffix: {p1}"
+    );
     ensure!(seq(&p1) < seq(&p2) && seq(&p2) < seq(&p3), "{p1} {p2} {p3}");
-    let eph = store.create(&env.path("eph"), b"", CreateMode::Ephemeral).await?;
+    let eph = store
+        .create(&env.path("eph"), b"", CreateMode::Ephemeral)
+        .await?;
     let stat = store.exists(&eph).await?.context("ephemeral")?;
     ensure!(stat.ephemeral && stat.owner_session == store.session_id());
     let err = store
         .create(&env.path("eph/child"), b"", CreateMode::Persistent)
         .await
         .unwrap_err();
-    ensure!(matches!(err, StoreError::NoChildrenForEphemerals { .. }), "got {err:?}");
+    ensure!(
+        matches!(err, StoreError::NoChildrenForEphemerals { .. }),
+        "got {err:?}"
+    );
     Ok(())
 }
 
@@ -70,12 +118,24 @@ pub async fn cas_conflict_changes_nothing(env: Env) -> anyhow::Result<()> {
     ensure!(stat.version == 1);
     // a second process still holding version 0 loses
     let err = other.set(&p, b"stale", Some(0)).await.unwrap_err();
-    ensure!(err == StoreError::BadVersion { path: p.clone(), expected: 0 }, "got {err:?}");
+    ensure!(
+        err == StoreError::BadVersion {
+            path: p.clone(),
+            expected: 0
+        },
+        "got {err:?}"
+    );
     let node = store.get(&p).await?.context("obj")?;
-    ensure!(node.data == b"v1" && node.stat.version == 1, "conflict changed the node: {node:?}");
+    ensure!(
+        node.data == b"v1" && node.stat.version == 1,
+        "conflict changed the node: {node:?}"
+    );
     let err = other.delete(&p, Some(0)).await.unwrap_err();
     ensure!(err.is_bad_version(), "got {err:?}");
-    ensure!(store.get(&p).await?.is_some(), "failed delete removed the node");
+    ensure!(
+        store.get(&p).await?.is_some(),
+        "failed delete removed the node"
+    );
     other.set(&p, b"v2", None).await?;
     store.delete(&p, Some(2)).await?;
     ensure!(store.get(&p).await?.is_none());
@@ -99,20 +159,36 @@ pub async fn multi_failing_check_changes_nothing(env: Env) -> anyhow::Result<()>
     let err = store.multi(&ops).await.unwrap_err();
     match &err {
         StoreError::Multi { index: 2, source } => ensure!(
-            **source == StoreError::BadVersion { path: b.clone(), expected: 0 },
+            **source
+                == StoreError::BadVersion {
+                    path: b.clone(),
+                    expected: 0
+                },
             "wrong cause: {source:?}"
         ),
         other => anyhow::bail!("expected Multi at index 2, got {other:?}"),
     }
-    ensure!(store.get(&c).await?.is_none(), "create of a failed multi was applied");
+    ensure!(
+        store.get(&c).await?.is_none(),
+        "create of a failed multi was applied"
+    );
     let node = store.get(&a).await?.context("a")?;
-    ensure!(node.data == b"a0" && node.stat.version == 0, "set of a failed multi was applied");
+    ensure!(
+        node.data == b"a0" && node.stat.version == 0,
+        "set of a failed multi was applied"
+    );
     // failing create identifies its index too
     let err = store
-        .multi(&[Op::set(&a, "a1", None), Op::create(&a, "dup", CreateMode::Persistent)])
+        .multi(&[
+            Op::set(&a, "a1", None),
+            Op::create(&a, "dup", CreateMode::Persistent),
+        ])
         .await
         .unwrap_err();
-    ensure!(matches!(&err, StoreError::Multi { index: 1, source } if source.is_node_exists()), "got {err:?}");
+    ensure!(
+        matches!(&err, StoreError::Multi { index: 1, source } if source.is_node_exists()),
+        "got {err:?}"
+    );
     ensure!(store.get(&a).await?.context("a")?.data == b"a0");
     Ok(())
 }
@@ -135,7 +211,11 @@ pub async fn multi_applies_in_order(env: Env) -> anyhow::Result<()> {
     ensure!(results[0] == OpResult::Created { path: obj.clone() });
     ensure!(results[1] == OpResult::Checked);
     ensure!(results[2] == OpResult::Set { version: 1 });
-    ensure!(matches!(&results[3], OpResult::Created { path } if path.starts_with(&seqp) && path.len() == seqp.len() + 10), "{:?}", results[3]);
+    ensure!(
+        matches!(&results[3], OpResult::Created { path } if path.starts_with(&seqp) && path.len() == seqp.len() + 10),
+        "{:?}",
+        results[3]
+    );
     ensure!(results[5] == OpResult::Deleted);
     ensure!(store.get(&obj).await?.context("obj")?.data == b"o1");
     ensure!(store.get(&env.path("gone")).await?.is_none());
@@ -154,13 +234,26 @@ pub async fn size_limit_refused_never_truncated(env: Env) -> anyhow::Result<()> 
     let over = vec![8u8; MAX_VALUE_SIZE + 1];
     let err = store.set(&big, &over, None).await.unwrap_err();
     ensure!(
-        err == StoreError::TooLarge { path: big.clone(), size: MAX_VALUE_SIZE + 1, limit: MAX_VALUE_SIZE },
+        err == StoreError::TooLarge {
+            path: big.clone(),
+            size: MAX_VALUE_SIZE + 1,
+            limit: MAX_VALUE_SIZE
+        },
         "got {err:?}"
     );
-    ensure!(err.to_string().contains(&big) && err.to_string().contains("1000001"), "message: {err}");
+    ensure!(
+        err.to_string().contains(&big) && err.to_string().contains("1000001"),
+        "message: {err}"
+    );
     let node = store.get(&big).await?.context("big")?;
-    ensure!(node.data == max && node.stat.version == 0, "refused set changed the node");
-    let err = store.create(&env.path("big2"), &over, CreateMode::Persistent).await.unwrap_err();
+    ensure!(
+        node.data == max && node.stat.version == 0,
+        "refused set changed the node"
+    );
+    let err = store
+        .create(&env.path("big2"), &over, CreateMode::Persistent)
+        .await
+        .unwrap_err();
     ensure!(matches!(err, StoreError::TooLarge { .. }), "got {err:?}");
     ensure!(store.get(&env.path("big2")).await?.is_none());
     let half = vec![1u8; MAX_VALUE_SIZE / 2 + 1];
@@ -171,7 +264,10 @@ pub async fn size_limit_refused_never_truncated(env: Env) -> anyhow::Result<()> 
         ])
         .await
         .unwrap_err();
-    ensure!(matches!(&err, StoreError::Multi { index: 1, source } if matches!(**source, StoreError::TooLarge { .. })), "got {err:?}");
+    ensure!(
+        matches!(&err, StoreError::Multi { index: 1, source } if matches!(**source, StoreError::TooLarge { .. })),
+        "got {err:?}"
+    );
     ensure!(store.get(&env.path("m1")).await?.is_none());
     Ok(())
 }
@@ -213,7 +309,9 @@ pub async fn children_notifications_fire(env: Env) -> anyhow::Result<()> {
     let dir = env.path("dir");
     store.create_all(&dir, b"").await?;
     let mut watch = store.watch_children(&dir).await?;
-    writer.create(&format!("{dir}/k1"), b"", CreateMode::Persistent).await?;
+    writer
+        .create(&format!("{dir}/k1"), b"", CreateMode::Persistent)
+        .await?;
     expect_event(&mut watch, EventKind::ChildrenChanged, "child create").await?;
     watch.drain();
     writer.set(&format!("{dir}/k1"), b"data", None).await?;
@@ -233,7 +331,12 @@ pub async fn close_deletes_ephemerals_and_tells_owner(env: Env) -> anyhow::Resul
     ensure!(*session.borrow() == SessionState::Connected);
     let mut watch = observer.watch(&p).await?;
     owner.close().await?;
-    expect_event(&mut watch, EventKind::Deleted, "ephemeral of closed session").await?;
+    expect_event(
+        &mut watch,
+        EventKind::Deleted,
+        "ephemeral of closed session",
+    )
+    .await?;
     ensure!(observer.get(&p).await?.is_none());
     ensure!(
         wait_until(Duration::from_secs(2), || {
@@ -244,6 +347,9 @@ pub async fn close_deletes_ephemerals_and_tells_owner(env: Env) -> anyhow::Resul
         "owner not told its session closed"
     );
     let err = owner.get(&p).await.unwrap_err();
-    ensure!(err == StoreError::SessionExpired, "closed store still works: {err:?}");
+    ensure!(
+        err == StoreError::SessionExpired,
+        "closed store still works: {err:?}"
+    );
     Ok(())
 }

@@ -45,9 +45,15 @@ pub async fn sigkilled_holder_loses_node_and_lock(env: Env) -> anyhow::Result<()
         );
     }
     let store = env.open().await;
-    ensure!(store.get(&node).await?.is_some(), "agent's ephemeral node missing");
+    ensure!(
+        store.get(&node).await?.is_some(),
+        "agent's ephemeral node missing"
+    );
     let lock = Lock::new(store.clone(), &lock_path);
-    ensure!(lock.try_acquire(b"me").await?.is_none(), "agent's lock not held");
+    ensure!(
+        lock.try_acquire(b"me").await?.is_none(),
+        "agent's lock not held"
+    );
 
     child.start_kill()?; // SIGKILL
     let killed = Instant::now();
@@ -60,7 +66,10 @@ pub async fn sigkilled_holder_loses_node_and_lock(env: Env) -> anyhow::Result<()
         .context(format!("lock not free within {limit:?} of SIGKILL"))?;
     let took = killed.elapsed();
     ensure!(guard.verify().await?);
-    ensure!(store.get(&node).await?.is_none(), "ephemeral node of killed agent survived");
+    ensure!(
+        store.get(&node).await?.is_none(),
+        "ephemeral node of killed agent survived"
+    );
     eprintln!("    lock taken over {took:?} after SIGKILL (session timeout {timeout_ms} ms)");
     ensure!(took <= limit, "took {took:?}");
     Ok(())
@@ -84,22 +93,52 @@ pub async fn competing_processes_claim_each_job_once(env: Env) -> anyhow::Result
     .context("claimers did not finish within 40 s")?;
     let (o1, o2) = (o1?, o2?);
     for o in [&o1, &o2] {
-        ensure!(o.status.success(), "claimer failed: {}", String::from_utf8_lossy(&o.stderr));
+        ensure!(
+            o.status.success(),
+            "claimer failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
     }
-    let claimed1: Vec<String> = String::from_utf8(o1.stdout)?.lines().map(String::from).collect();
-    let claimed2: Vec<String> = String::from_utf8(o2.stdout)?.lines().map(String::from).collect();
+    let claimed1: Vec<String> = String::from_utf8(o1.stdout)?
+        .lines()
+        .map(String::from)
+        .collect();
+    let claimed2: Vec<String> = String::from_utf8(o2.stdout)?
+        .lines()
+        .map(String::from)
+        .collect();
     let mut all: Vec<String> = claimed1.iter().chain(&claimed2).cloned().collect();
     all.sort();
     let before = all.len();
     all.dedup();
-    ensure!(all.len() == before, "a job was claimed twice: {claimed1:?} / {claimed2:?}");
+    ensure!(
+        all.len() == before,
+        "a job was claimed twice: {claimed1:?} / {claimed2:?}"
+    );
     ensure!(all == ids, "claimed {} of {} jobs", all.len(), ids.len());
-    eprintln!("    w1 claimed {}, w2 claimed {}", claimed1.len(), claimed2.len());
+    eprintln!(
+        "    w1 claimed {}, w2 claimed {}",
+        claimed1.len(),
+        claimed2.len()
+    );
     for job in queue.list().await? {
-        ensure!(job.record.state == JobState::Completed, "{} is {:?}", job.id, job.record.state);
+        ensure!(
+            job.record.state == JobState::Completed,
+            "{} is {:?}",
+            job.id,
+            job.record.state
+        );
         let by = job.record.result["by"].as_str().unwrap_or("");
-        let expected = if claimed1.contains(&job.id) { "w1" } else { "w2" };
-        ensure!(by == expected, "{} completed by {by}, claimed by {expected}", job.id);
+        let expected = if claimed1.contains(&job.id) {
+            "w1"
+        } else {
+            "w2"
+        };
+        ensure!(
+            by == expected,
+            "{} completed by {by}, claimed by {expected}",
+            job.id
+        );
     }
     Ok(())
 }
@@ -115,16 +154,26 @@ pub async fn event_order_across_writer_processes(env: Env) -> anyhow::Result<()>
         let out = tokio::time::timeout(Duration::from_secs(40), w.wait_with_output())
             .await
             .context("writer did not finish")??;
-        ensure!(out.status.success(), "writer failed: {}", String::from_utf8_lossy(&out.stderr));
+        ensure!(
+            out.status.success(),
+            "writer failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let store = env.open().await;
     let events = EventQueue::new(store, &root).read().await?;
     ensure!(events.len() == 60, "{} events", events.len());
-    ensure!(events.windows(2).all(|w| w[0].seq < w[1].seq), "sequence not increasing");
+    ensure!(
+        events.windows(2).all(|w| w[0].seq < w[1].seq),
+        "sequence not increasing"
+    );
     let mut last: std::collections::HashMap<String, i64> = Default::default();
     for e in &events {
         let v: serde_json::Value = e.json()?;
-        let (w, i) = (v["writer"].as_str().unwrap_or("").to_string(), v["i"].as_i64().unwrap_or(-1));
+        let (w, i) = (
+            v["writer"].as_str().unwrap_or("").to_string(),
+            v["i"].as_i64().unwrap_or(-1),
+        );
         let prev = last.insert(w.clone(), i).unwrap_or(-1);
         ensure!(i == prev + 1, "writer {w}: event {i} after {prev}");
     }

@@ -18,17 +18,27 @@ pub async fn lock_is_exclusive_and_waiters_get_it(env: Env) -> anyhow::Result<()
         .context("free lock not acquired")?;
     ensure!(guard.is_held() && guard.verify().await?);
     let lock_b = Lock::new(b.clone(), &path);
-    ensure!(lock_b.try_acquire(b"host-b").await?.is_none(), "lock acquired twice");
+    ensure!(
+        lock_b.try_acquire(b"host-b").await?.is_none(),
+        "lock acquired twice"
+    );
     ensure!(lock_b.holder().await? == Some(b"host-a".to_vec()));
     ensure!(
-        lock_b.acquire(b"host-b", Some(Duration::from_millis(200))).await?.is_none(),
+        lock_b
+            .acquire(b"host-b", Some(Duration::from_millis(200)))
+            .await?
+            .is_none(),
         "acquire with timeout got a held lock"
     );
     let waiter = tokio::spawn(async move {
-        lock_b.acquire(b"host-b", Some(Duration::from_secs(10))).await
+        lock_b
+            .acquire(b"host-b", Some(Duration::from_secs(10)))
+            .await
     });
     guard.release().await?;
-    let got = waiter.await??.context("waiter did not get the released lock")?;
+    let got = waiter
+        .await??
+        .context("waiter did not get the released lock")?;
     ensure!(got.verify().await?);
     ensure!(Lock::new(a, &path).holder().await? == Some(b"host-b".to_vec()));
     got.release().await?;
@@ -62,7 +72,9 @@ pub async fn job_queue_lifecycle(env: Env) -> anyhow::Result<()> {
     let queue = JobQueue::new(store.clone(), env.path("jobs"));
     let queue_b = JobQueue::new(other.clone(), env.path("jobs"));
     ensure!(queue.list().await?.is_empty());
-    let id1 = queue.submit(&json!({"job": "unit", "span_context": {"trace_id": 1}})).await?;
+    let id1 = queue
+        .submit(&json!({"job": "unit", "span_context": {"trace_id": 1}}))
+        .await?;
     let id2 = queue.submit(&json!({"job": "lint"})).await?;
     let jobs = queue.list().await?;
     ensure!(jobs.iter().map(|j| j.id.clone()).collect::<Vec<_>>() == [id1.clone(), id2.clone()]);
@@ -72,13 +84,22 @@ pub async fn job_queue_lifecycle(env: Env) -> anyhow::Result<()> {
     ensure!(queue_b.claim(&id1, "w2").await?.is_none(), "claimed twice");
     queue.update(&mut claim, json!({"progress": 50})).await?;
     let seen = queue_b.get(&id1).await?.context("job")?;
-    ensure!(seen.record.worker.as_deref() == Some("w1") && seen.record.result == json!({"progress": 50}));
+    ensure!(
+        seen.record.worker.as_deref() == Some("w1")
+            && seen.record.result == json!({"progress": 50})
+    );
     let next = queue_b.claim_next("w2").await?.context("second job")?;
     ensure!(next.job.id == id2);
     let done = queue.complete(claim, json!({"result": "SUCCESS"})).await?;
     ensure!(done.record.state == JobState::Completed);
-    ensure!(queue_b.claim(&id1, "w2").await?.is_none(), "completed job claimed again");
-    ensure!(queue_b.claim_next("w2").await?.is_none(), "nothing left to claim");
+    ensure!(
+        queue_b.claim(&id1, "w2").await?.is_none(),
+        "completed job claimed again"
+    );
+    ensure!(
+        queue_b.claim_next("w2").await?.is_none(),
+        "nothing left to claim"
+    );
     queue_b.complete(next, json!({"result": "FAILURE"})).await?;
     queue.remove(&id1).await?;
     ensure!(queue.list().await?.len() == 1);
@@ -92,12 +113,18 @@ pub async fn orphaned_jobs_are_requeued(env: Env) -> anyhow::Result<()> {
     let q_survivor = JobQueue::new(survivor.clone(), env.path("jobs"));
     let id = q_survivor.submit(&json!({"n": 1})).await?;
     let claim = q_worker.claim(&id, "dies").await?.context("claim")?;
-    ensure!(q_survivor.requeue_orphans().await?.is_empty(), "requeued a job whose worker lives");
+    ensure!(
+        q_survivor.requeue_orphans().await?.is_empty(),
+        "requeued a job whose worker lives"
+    );
     worker.close().await?;
     drop(claim);
     let requeued = q_survivor.requeue_orphans().await?;
     ensure!(requeued == [id.clone()], "requeued {requeued:?}");
-    let claim = q_survivor.claim_next("w2").await?.context("requeued job claimable")?;
+    let claim = q_survivor
+        .claim_next("w2")
+        .await?
+        .context("requeued job claimable")?;
     ensure!(claim.job.id == id);
     Ok(())
 }
@@ -107,7 +134,10 @@ pub async fn event_queue_in_order(env: Env) -> anyhow::Result<()> {
     let b = env.open().await;
     let qa = EventQueue::new(a, env.path("events"));
     let qb = EventQueue::new(b, env.path("events"));
-    ensure!(!qb.wait(Duration::from_millis(50)).await?, "empty queue reported events");
+    ensure!(
+        !qb.wait(Duration::from_millis(50)).await?,
+        "empty queue reported events"
+    );
     let waiter = {
         let qb = qb.clone();
         tokio::spawn(async move { qb.wait(Duration::from_secs(5)).await })
@@ -120,12 +150,18 @@ pub async fn event_queue_in_order(env: Env) -> anyhow::Result<()> {
     let events = qb.read().await?;
     let order: Vec<i64> = events
         .iter()
-        .map(|e| e.json::<serde_json::Value>().map(|v| v["i"].as_i64().unwrap_or(-1)))
+        .map(|e| {
+            e.json::<serde_json::Value>()
+                .map(|v| v["i"].as_i64().unwrap_or(-1))
+        })
         .collect::<Result<_, _>>()?;
     ensure!(order == (0..10).collect::<Vec<_>>(), "order {order:?}");
     ensure!(events.windows(2).all(|w| w[0].seq < w[1].seq));
     ensure!(qa.delete(&events[0]).await?);
-    ensure!(!qb.delete(&events[0]).await?, "double delete reported success");
+    ensure!(
+        !qb.delete(&events[0]).await?,
+        "double delete reported success"
+    );
     ensure!(qa.read().await?.len() == 9);
     Ok(())
 }
