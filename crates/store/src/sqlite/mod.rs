@@ -173,15 +173,23 @@ impl SqliteStore {
         if let Some(stop) = lock(&self.stop).take() {
             drop(stop);
         }
-        let inner = &self.inner;
-        if inner.state.borrow().is_terminal() {
-            return Ok(());
-        }
-        inner.state.send_replace(state);
-        end_watches(inner);
+        finish(&self.inner, state)
+    }
+}
+
+/// Ends the session: deletes its ephemeral nodes and lease first, then tells
+/// the owner and ends the watches.
+fn finish(inner: &Inner, state: SessionState) -> Result<()> {
+    if inner.state.borrow().is_terminal() {
+        return Ok(());
+    }
+    let dropped = {
         let mut conn = lock(&inner.conn);
         ops::write_tx(&mut conn, |tx, _| ops::drop_lease(tx, inner.lease)).map(|_| ())
-    }
+    };
+    inner.state.send_replace(state);
+    end_watches(inner);
+    dropped
 }
 
 fn end_watches(inner: &Inner) {
@@ -229,13 +237,15 @@ fn background(inner: Arc<Inner>, stop: std::sync::mpsc::Receiver<()>) {
                 Ok(true) => next_heartbeat = Instant::now() + heartbeat_every,
                 Ok(false) => {
                     tracing::warn!(lease = inner.lease, "sqlite session expired");
-                    inner.state.send_replace(SessionState::Expired);
-                    end_watches(&inner);
+                    // Ephemeral nodes go first, so that whoever is told of the
+                    // expiry never sees them again.
                     if let Err(err) =
                         ops::write_tx(&mut conn, |tx, _| ops::drop_lease(tx, inner.lease))
                     {
                         tracing::warn!(error = %err, "dropping expired lease");
                     }
+                    inner.state.send_replace(SessionState::Expired);
+                    end_watches(&inner);
                     return;
                 }
                 Err(err) => tracing::warn!(error = %err, "sqlite heartbeat failed; retrying"),
@@ -265,7 +275,7 @@ fn reap(conn: &mut Connection, inner: &Inner) -> Result<()> {
             // have reaped it already.
             let still_expired: bool = tx
                 .query_row(
-                    "SELECT EXISTS (SELECT 1 FROM leases WHERE id = ?1 AND expires_ms < ?2)",
+                    "SELECT NOT EXISTS (SELECT 1 FROM leases WHERE id = ?1 AND expires_ms >= ?2)",
                     rusqlite::params![lease, ops::now_ms()],
                     |r| r.get(0),
                 )
@@ -405,13 +415,7 @@ impl Store for SqliteStore {
         let stop = lock(&self.stop).take();
         tokio::task::spawn_blocking(move || {
             drop(stop);
-            if inner.state.borrow().is_terminal() {
-                return Ok(());
-            }
-            inner.state.send_replace(SessionState::Closed);
-            end_watches(&inner);
-            let mut conn = lock(&inner.conn);
-            ops::write_tx(&mut conn, |tx, _| ops::drop_lease(tx, inner.lease)).map(|_| ())
+            finish(&inner, SessionState::Closed)
         })
         .await
         .map_err(|e| StoreError::sqlite(format!("worker failed: {e}")))?

@@ -345,10 +345,16 @@ pub(crate) fn drop_lease(tx: &Transaction<'_>, lease: i64) -> Result<usize> {
     Ok(rows.len())
 }
 
-/// Ids of leases whose deadline passed.
+/// Ids of leases whose deadline passed, and owners of ephemeral nodes
+/// whose lease row is missing.
 pub(crate) fn expired_leases(conn: &Connection) -> Result<Vec<i64>> {
     let mut q = conn
-        .prepare_cached("SELECT id FROM leases WHERE expires_ms < ?1")
+        .prepare_cached(
+            "SELECT id FROM leases WHERE expires_ms < ?1
+             UNION
+             SELECT DISTINCT owner FROM nodes
+             WHERE owner IS NOT NULL AND owner NOT IN (SELECT id FROM leases)",
+        )
         .map_err(db)?;
     let rows = q
         .query_map([now_ms()], |r| r.get(0))
