@@ -57,14 +57,21 @@ ensure_installed() {
     if [ -f "$jar" ] && command -v java >/dev/null 2>&1; then
         return 0
     fi
-    log "installing Debian's zookeeper package"
     local sudo=""
     if [ "$(id -u)" != 0 ]; then
         sudo=sudo
     fi
     export DEBIAN_FRONTEND=noninteractive
-    $sudo apt-get update -qq >&2
-    $sudo apt-get install -y -qq zookeeper >&2
+    # Several test processes may start servers at once on a fresh machine:
+    # install once, the others wait for it.
+    (
+        flock -w 600 9 || { log "timed out waiting for another install"; exit 1; }
+        if [ ! -f "$jar" ]; then
+            log "installing Debian's zookeeper package"
+            $sudo apt-get update -qq >&2
+            $sudo apt-get install -y -qq -o DPkg::Lock::Timeout=300 zookeeper >&2
+        fi
+    ) 9>"${TMPDIR:-/tmp}/dspans-zookeeper-install.lock"
     if [ ! -f "$jar" ]; then
         log "zookeeper installed but $jar is missing"
         exit 1
