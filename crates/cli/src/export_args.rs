@@ -132,19 +132,25 @@ impl Session {
         if self.send_otlp {
             let endpoint = self.options.traces_endpoint();
             let exporter = build_exporter(&self.options)?;
-            send(exporter, spans, &self.resource).await.with_context(|| {
-                format!(
-                    "could not export to {endpoint} ({}); is a collector listening there? \
+            send(exporter, spans, &self.resource)
+                .await
+                .with_context(|| {
+                    format!(
+                        "could not export to {endpoint} ({}); is a collector listening there? \
                      Set --otlp-endpoint or OTEL_EXPORTER_OTLP_ENDPOINT, or use --output FILE",
-                    self.options.protocol.as_str()
-                )
-            })?;
+                        self.options.protocol.as_str()
+                    )
+                })?;
         }
         Ok(count)
     }
 }
 
-async fn send(mut exporter: Exporter, spans: Vec<SpanData>, resource: &Resource) -> anyhow::Result<()> {
+async fn send(
+    mut exporter: Exporter,
+    spans: Vec<SpanData>,
+    resource: &Resource,
+) -> anyhow::Result<()> {
     exporter.set_resource(resource);
     let result = exporter.export(spans).await;
     // Shutting down flushes files; its error matters less than the export's.

@@ -3,6 +3,7 @@
 mod bench_spans;
 mod export_args;
 mod span_cmd;
+mod store_cmd;
 
 use std::process::ExitCode;
 
@@ -28,6 +29,9 @@ enum Command {
     /// Save, restore and end spans from the shell (the saved JSON is the state).
     #[command(subcommand)]
     Span(span_cmd::SpanCommand),
+    /// Inspect the coordination store (SQLite or ZooKeeper) named by a config file.
+    #[command(subcommand)]
+    Store(store_cmd::StoreCommand),
     /// Measure the project's operations.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -37,6 +41,8 @@ enum Command {
 enum BenchCommand {
     /// Saved-span operations against a plain OpenTelemetry span (ns per op, JSON lines).
     Spans(bench_spans::BenchSpansArgs),
+    /// Store operations per second on one backend (JSON lines).
+    Store(store_cmd::BenchStoreArgs),
 }
 
 fn main() -> ExitCode {
@@ -68,7 +74,9 @@ fn main() -> ExitCode {
                     .and_then(|m| m.subcommand().map(|(_, m)| m));
                 span_cmd::run(cmd, sub).await
             }
+            Command::Store(cmd) => store_cmd::run_store(cmd).await,
             Command::Bench(BenchCommand::Spans(args)) => bench_spans::run(&args),
+            Command::Bench(BenchCommand::Store(args)) => store_cmd::run_bench_store(args).await,
         }
     });
     match result {

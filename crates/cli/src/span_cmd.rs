@@ -99,7 +99,12 @@ pub struct ChildArgs {
     #[arg(long, value_name = "T", allow_hyphen_values = true)]
     pub start_time: Option<Timestamp>,
     /// End time: float seconds or integer nanoseconds. Default: now.
-    #[arg(long, value_name = "T", allow_hyphen_values = true, conflicts_with = "save")]
+    #[arg(
+        long,
+        value_name = "T",
+        allow_hyphen_values = true,
+        conflicts_with = "save"
+    )]
     pub end_time: Option<Timestamp>,
     /// Attribute K=V (string); repeatable.
     #[arg(long, value_name = "K=V")]
@@ -240,7 +245,9 @@ async fn child(args: ChildArgs) -> anyhow::Result<()> {
         attributes,
         ..ChildOptions::default()
     };
-    let mut span = session.tracer.start_span_in_context(Some(&ctx), args.name, options);
+    let mut span = session
+        .tracer
+        .start_span_in_context(Some(&ctx), args.name, options);
     let end = args.end_time.unwrap_or_else(Timestamp::now);
     span.end_with_timestamp(end.to_system_time());
     session.export().await?;
@@ -281,7 +288,9 @@ fn resolve_context(value: &str) -> anyhow::Result<SpanContext> {
         return Ok(ctx);
     }
     let text = std::fs::read_to_string(value).with_context(|| {
-        format!("{value:?} is neither a span context (Zuul JSON or traceparent) nor a readable file")
+        format!(
+            "{value:?} is neither a span context (Zuul JSON or traceparent) nor a readable file"
+        )
     })?;
     parse(&text)?.with_context(|| format!("{value} holds neither Zuul JSON nor a traceparent"))
 }

@@ -37,7 +37,9 @@ pub enum AttributeError {
         value: String,
     },
     /// The text is not a JSON object.
-    #[error("attributes must be a JSON object such as {{\"result\": \"SUCCESS\", \"attempt\": 2}}: {0}")]
+    #[error(
+        "attributes must be a JSON object such as {{\"result\": \"SUCCESS\", \"attempt\": 2}}: {0}"
+    )]
     NotAnObject(String),
 }
 
@@ -74,7 +76,10 @@ impl<'de> Deserialize<'de> for JsonAttr {
                 Ok(JsonAttr::Int(v))
             }
             fn visit_u64<E>(self, v: u64) -> Result<JsonAttr, E> {
-                Ok(i64::try_from(v).map_or_else(|_| JsonAttr::BigInt(v.to_string()), JsonAttr::Int))
+                Ok(
+                    i64::try_from(v)
+                        .map_or_else(|_| JsonAttr::BigInt(v.to_string()), JsonAttr::Int),
+                )
             }
             fn visit_f64<E>(self, v: f64) -> Result<JsonAttr, E> {
                 Ok(JsonAttr::Float(v))
@@ -113,7 +118,10 @@ impl JsonAttr {
             JsonAttr::Bool(b) => Value::Bool(b),
             JsonAttr::Int(i) => Value::I64(i),
             JsonAttr::BigInt(value) => {
-                return Err(AttributeError::IntegerRange { key: key_owned(), value })
+                return Err(AttributeError::IntegerRange {
+                    key: key_owned(),
+                    value,
+                })
             }
             JsonAttr::Float(f) => Value::F64(f),
             JsonAttr::Str(s) => Value::String(s.into()),
@@ -124,7 +132,9 @@ impl JsonAttr {
 }
 
 fn list_to_array(items: Vec<JsonAttr>, key: &str) -> Result<Array, AttributeError> {
-    let mixed = || AttributeError::MixedList { key: key.to_string() };
+    let mixed = || AttributeError::MixedList {
+        key: key.to_string(),
+    };
     let Some(first) = items.first() else {
         return Ok(Array::String(Vec::new()));
     };
@@ -145,7 +155,10 @@ fn list_to_array(items: Vec<JsonAttr>, key: &str) -> Result<Array, AttributeErro
         JsonAttr::Float(_) => Array::F64(collect!(Float, f64::from)?),
         JsonAttr::Str(_) => Array::String(collect!(Str, StringValue::from)?),
         JsonAttr::BigInt(value) => {
-            return Err(AttributeError::IntegerRange { key: key.to_string(), value: value.clone() })
+            return Err(AttributeError::IntegerRange {
+                key: key.to_string(),
+                value: value.clone(),
+            })
         }
         _ => return Err(mixed()),
     })
@@ -216,7 +229,9 @@ impl<'de> Deserialize<'de> for PersistedAttributes {
         for (key, raw) in entries.0 {
             match raw.into_value(&key) {
                 Ok(Some(value)) => out.push(KeyValue::new(key, value)),
-                Ok(None) => tracing::warn!(attribute = %key, "saved span attribute is null; dropped"),
+                Ok(None) => {
+                    tracing::warn!(attribute = %key, "saved span attribute is null; dropped")
+                }
                 Err(error) => tracing::warn!(%error, "saved span attribute dropped"),
             }
         }
@@ -308,7 +323,10 @@ mod tests {
             parse_attribute_object(r#"{"big": 18446744073709551615}"#),
             Err(AttributeError::IntegerRange { .. })
         ));
-        assert!(matches!(parse_attribute_object("[1]"), Err(AttributeError::NotAnObject(_))));
+        assert!(matches!(
+            parse_attribute_object("[1]"),
+            Err(AttributeError::NotAnObject(_))
+        ));
         assert!(parse_attribute_object(r#"{"l": [null]}"#).is_err());
     }
 

@@ -26,6 +26,7 @@ use crate::info::DecodeError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct SpanContext {
     /// Trace id.
+    #[serde(deserialize_with = "crate::ids::deserialize")]
     pub trace_id: u128,
     /// Span id.
     pub span_id: u64,
@@ -179,12 +180,25 @@ mod tests {
         let ok = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         assert!(SpanContext::from_traceparent(ok).is_ok());
         let cases = [
-            ("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", TraceparentError::InvalidVersion),
-            ("00-00000000000000000000000000000000-00f067aa0ba902b7-01", TraceparentError::ZeroId),
-            ("00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01", TraceparentError::ZeroId),
+            (
+                "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                TraceparentError::InvalidVersion,
+            ),
+            (
+                "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+                TraceparentError::ZeroId,
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+                TraceparentError::ZeroId,
+            ),
         ];
         for (text, want) in cases {
-            assert_eq!(SpanContext::from_traceparent(text).unwrap_err(), want, "{text}");
+            assert_eq!(
+                SpanContext::from_traceparent(text).unwrap_err(),
+                want,
+                "{text}"
+            );
         }
         for bad in [
             "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
@@ -193,10 +207,13 @@ mod tests {
             "0-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
             "",
         ] {
-            assert!(matches!(
-                SpanContext::from_traceparent(bad),
-                Err(TraceparentError::Malformed(_))
-            ), "{bad}");
+            assert!(
+                matches!(
+                    SpanContext::from_traceparent(bad),
+                    Err(TraceparentError::Malformed(_))
+                ),
+                "{bad}"
+            );
         }
         let future = "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-whatever";
         assert!(SpanContext::from_traceparent(future).is_ok());
@@ -204,7 +221,11 @@ mod tests {
 
     #[test]
     fn zuul_json_largest_value_is_small() {
-        let max = SpanContext { trace_id: u128::MAX, span_id: u64::MAX, trace_flags: 3 };
+        let max = SpanContext {
+            trace_id: u128::MAX,
+            span_id: u64::MAX,
+            trace_flags: 3,
+        };
         assert!(max.to_json().len() <= 104);
         assert_eq!(max.to_traceparent().len(), 55);
     }

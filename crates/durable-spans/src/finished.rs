@@ -31,6 +31,7 @@ pub struct FinishedSpan {
     /// Span name.
     pub name: String,
     /// Trace id.
+    #[serde(deserialize_with = "crate::ids::deserialize")]
     pub trace_id: u128,
     /// Span id.
     pub span_id: u64,

@@ -34,6 +34,7 @@ pub struct SpanInfo {
     /// Span name.
     pub name: String,
     /// Trace id as an integer (Zuul writes it in decimal).
+    #[serde(deserialize_with = "crate::ids::deserialize")]
     pub trace_id: u128,
     /// Span id as an integer.
     pub span_id: u64,
@@ -66,6 +67,7 @@ pub struct SpanInfo {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ParentInfo {
     /// The parent's trace id.
+    #[serde(deserialize_with = "crate::ids::deserialize")]
     pub trace_id: u128,
     /// The parent's span id.
     pub span_id: u64,
@@ -95,6 +97,7 @@ pub struct LinkInfo {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LinkContext {
     /// The linked span's trace id.
+    #[serde(deserialize_with = "crate::ids::deserialize")]
     pub trace_id: u128,
     /// The linked span's span id.
     pub span_id: u64,
@@ -123,6 +126,19 @@ impl SpanInfo {
 
     /// Decodes span info from JSON bytes. `null` gives `Ok(None)`.
     pub fn from_slice(bytes: &[u8]) -> Result<Option<SpanInfo>, DecodeError> {
+        if let Some(info) = crate::fast::decode(bytes) {
+            if info.trace_id == 0 || info.span_id == 0 {
+                return Err(DecodeError::ZeroId);
+            }
+            return Ok(Some(info));
+        }
+        Self::from_slice_full(bytes)
+    }
+
+    /// The general decoder, for any shape; [`from_slice`](Self::from_slice)
+    /// tries a faster reader for the common shape first.
+    #[doc(hidden)]
+    pub fn from_slice_full(bytes: &[u8]) -> Result<Option<SpanInfo>, DecodeError> {
         let info: Option<SpanInfo> =
             serde_json::from_slice(bytes).map_err(|e| DecodeError::Invalid(e.to_string()))?;
         match info {

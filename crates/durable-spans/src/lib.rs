@@ -23,7 +23,9 @@
 
 mod attributes;
 mod context;
+mod fast;
 mod finished;
+mod ids;
 mod info;
 mod pipeline;
 mod restored;
@@ -37,8 +39,8 @@ pub use info::{lenient, DecodeError, LinkContext, LinkInfo, ParentInfo, SpanInfo
 pub use restored::RestoredSpan;
 pub use time::{TimeError, Timestamp};
 pub use tracer::{
-    parent_context, span_context_of, ChildOptions, DurableTracer, DurableTracerBuilder,
-    EndOptions, SavedSpanOptions, StartError,
+    parent_context, span_context_of, ChildOptions, DurableTracer, DurableTracerBuilder, EndOptions,
+    SavedSpanOptions, StartError,
 };
 
 /// The span info of a live SDK span (Zuul's `getSpanInfo`).
@@ -61,3 +63,8 @@ pub fn span_info_of(
     }
     Ok(Some(FinishedSpan::from_span_data(&data).to_span_info()))
 }
+
+/// The README's Rust example is compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;

@@ -65,57 +65,18 @@ impl RestoredSpan {
         }
     }
 
-    pub(crate) fn from_info(tracer: DurableTracer, info: &SpanInfo, is_remote: bool) -> Self {
-        if info.trace_id == 0 || info.span_id == 0 {
-            tracing::warn!(span = %info.name, "saved span has an all-zero id; using a non-recording span");
-            return Self::invalid();
-        }
-        let trace_id = TraceId::from(info.trace_id);
-        let context = OtelSpanContext::new(
-            trace_id,
-            SpanId::from(info.span_id),
-            TraceFlags::new(info.trace_flags),
-            is_remote,
-            TraceState::NONE,
-        );
-        let limits = tracer.inner.limits;
-        let mut links = SpanLinks::default();
-        for link in &info.links {
-            if links.links.len() >= limits.max_links_per_span as usize {
-                links.dropped_count += 1;
-                continue;
-            }
-            let link_context = OtelSpanContext::new(
-                TraceId::from(link.context.trace_id),
-                SpanId::from(link.context.span_id),
-                TraceFlags::default(),
-                link.is_remote,
-                TraceState::NONE,
-            );
-            links.links.push(Link::new(link_context, link.attributes.clone(), 0));
-        }
-        let (parent_span_id, parent_span_is_remote) = match &info.parent {
-            Some(parent) if parent.span_id != 0 => (SpanId::from(parent.span_id), parent.is_remote),
-            _ => (SpanId::INVALID, false),
-        };
-        let data = SpanData {
-            span_context: context.clone(),
-            parent_span_id,
-            parent_span_is_remote,
-            span_kind: SpanKind::Internal,
-            name: Cow::Owned(info.name.clone()),
-            start_time: info.start_time.to_system_time(),
-            end_time: info.start_time.to_system_time(),
-            attributes: info.attributes.clone(),
-            dropped_attributes_count: 0,
-            events: SpanEvents::default(),
-            links,
-            status: Status::Unset,
-            instrumentation_scope: tracer.inner.scope.clone(),
-        };
-        RestoredSpan {
-            context,
-            state: Some(Box::new(Recording { tracer, data })),
+    /// Borrowed info is copied; owned info (freshly decoded) is moved.
+    pub(crate) fn from_info(
+        tracer: DurableTracer,
+        info: Cow<'_, SpanInfo>,
+        is_remote: bool,
+    ) -> Self {
+        match span_data(&tracer, info, is_remote) {
+            Some(data) => RestoredSpan {
+                context: data.span_context.clone(),
+                state: Some(Box::new(Recording { tracer, data })),
+            },
+            None => Self::invalid(),
         }
     }
 
@@ -145,31 +106,115 @@ impl RestoredSpan {
     /// exporting it. `None` for the invalid span.
     pub fn finish_with(mut self, options: EndOptions) -> Option<FinishedSpan> {
         let mut state = self.state.take()?;
-        for kv in options.attributes {
-            set_limited(&mut state, kv);
-        }
-        let end = options.end_time.map_or_else(SystemTime::now, |t| t.to_system_time());
+        let max = state.tracer.inner.limits.max_attributes_per_span as usize;
+        merge_end_attributes(&mut state.data, options.attributes, max);
+        let end = options
+            .end_time
+            .map_or_else(SystemTime::now, |t| t.to_system_time());
         state.data.end_time = end;
         Some(FinishedSpan::from_span_data(&state.data))
     }
 }
 
-fn set_limited(state: &mut Recording, kv: KeyValue) {
-    let max = state.tracer.inner.limits.max_attributes_per_span as usize;
-    let attrs = &mut state.data.attributes;
+/// The SDK's span data for saved span info, or `None` (with one warning)
+/// for all-zero ids.
+pub(crate) fn span_data(
+    tracer: &DurableTracer,
+    info: Cow<'_, SpanInfo>,
+    is_remote: bool,
+) -> Option<SpanData> {
+    if info.trace_id == 0 || info.span_id == 0 {
+        tracing::warn!(span = %info.name, "saved span has an all-zero id; using a non-recording span");
+        return None;
+    }
+    let span_context = OtelSpanContext::new(
+        TraceId::from(info.trace_id),
+        SpanId::from(info.span_id),
+        TraceFlags::new(info.trace_flags),
+        is_remote,
+        TraceState::NONE,
+    );
+    let limits = tracer.inner.limits;
+    let mut links = SpanLinks::default();
+    for link in &info.links {
+        if links.links.len() >= limits.max_links_per_span as usize {
+            links.dropped_count += 1;
+            continue;
+        }
+        let link_context = OtelSpanContext::new(
+            TraceId::from(link.context.trace_id),
+            SpanId::from(link.context.span_id),
+            TraceFlags::default(),
+            link.is_remote,
+            TraceState::NONE,
+        );
+        links
+            .links
+            .push(Link::new(link_context, link.attributes.clone(), 0));
+    }
+    let (parent_span_id, parent_span_is_remote) = match &info.parent {
+        Some(parent) if parent.span_id != 0 => (SpanId::from(parent.span_id), parent.is_remote),
+        _ => (SpanId::INVALID, false),
+    };
+    let start_time = info.start_time.to_system_time();
+    let info = info.into_owned();
+    Some(SpanData {
+        span_context,
+        parent_span_id,
+        parent_span_is_remote,
+        span_kind: SpanKind::Internal,
+        start_time,
+        end_time: start_time,
+        name: Cow::Owned(info.name),
+        attributes: info.attributes,
+        dropped_attributes_count: 0,
+        events: SpanEvents::default(),
+        links,
+        status: Status::Unset,
+        instrumentation_scope: tracer.inner.scope.clone(),
+    })
+}
+
+/// Sets end attributes over the persisted ones, Python-dict style (an
+/// overridden key moves last), within the attribute limit.
+pub(crate) fn merge_end_attributes(data: &mut SpanData, end: Vec<KeyValue>, max: usize) {
+    let distinct = |attrs: &[KeyValue]| {
+        attrs
+            .iter()
+            .enumerate()
+            .all(|(i, kv)| attrs[..i].iter().all(|old| old.key != kv.key))
+    };
+    // The usual case: nothing persisted, distinct keys. Take the vector whole.
+    if data.attributes.is_empty() && end.len() <= max && distinct(&end) {
+        data.attributes = end;
+        return;
+    }
+    for kv in end {
+        set_limited(data, kv, max);
+    }
+}
+
+fn set_limited(data: &mut SpanData, kv: KeyValue, max: usize) {
+    let attrs = &mut data.attributes;
     if attrs.len() >= max && !attrs.iter().any(|old| old.key == kv.key) {
-        state.data.dropped_attributes_count += 1;
+        data.dropped_attributes_count += 1;
         return;
     }
     upsert(attrs, kv);
 }
 
 impl opentelemetry::trace::Span for RestoredSpan {
-    fn add_event_with_timestamp<T>(&mut self, name: T, timestamp: SystemTime, attributes: Vec<KeyValue>)
-    where
+    fn add_event_with_timestamp<T>(
+        &mut self,
+        name: T,
+        timestamp: SystemTime,
+        attributes: Vec<KeyValue>,
+    ) where
         T: Into<Cow<'static, str>>,
     {
-        let Some(state) = self.state.as_mut() else { return };
+        let Some(state) = self.state.as_mut() else {
+            return;
+        };
         let limits = state.tracer.inner.limits;
         let events = &mut state.data.events;
         if events.events.len() >= limits.max_events_per_span as usize {
@@ -177,9 +222,13 @@ impl opentelemetry::trace::Span for RestoredSpan {
             return;
         }
         let mut attributes = attributes;
-        let dropped = attributes.len().saturating_sub(limits.max_attributes_per_event as usize);
+        let dropped = attributes
+            .len()
+            .saturating_sub(limits.max_attributes_per_event as usize);
         attributes.truncate(limits.max_attributes_per_event as usize);
-        events.events.push(Event::new(name, timestamp, attributes, dropped as u32));
+        events
+            .events
+            .push(Event::new(name, timestamp, attributes, dropped as u32));
     }
 
     fn span_context(&self) -> &OtelSpanContext {
@@ -192,7 +241,8 @@ impl opentelemetry::trace::Span for RestoredSpan {
 
     fn set_attribute(&mut self, attribute: KeyValue) {
         if let Some(state) = self.state.as_mut() {
-            set_limited(state, attribute);
+            let max = state.tracer.inner.limits.max_attributes_per_span as usize;
+            set_limited(&mut state.data, attribute, max);
         }
     }
 
@@ -215,7 +265,9 @@ impl opentelemetry::trace::Span for RestoredSpan {
     }
 
     fn add_link(&mut self, span_context: OtelSpanContext, attributes: Vec<KeyValue>) {
-        let Some(state) = self.state.as_mut() else { return };
+        let Some(state) = self.state.as_mut() else {
+            return;
+        };
         let max = state.tracer.inner.limits.max_links_per_span as usize;
         let links = &mut state.data.links;
         if links.links.len() >= max {
@@ -227,7 +279,9 @@ impl opentelemetry::trace::Span for RestoredSpan {
 
     /// Exports the span, once; later calls do nothing.
     fn end_with_timestamp(&mut self, timestamp: SystemTime) {
-        let Some(mut state) = self.state.take() else { return };
+        let Some(mut state) = self.state.take() else {
+            return;
+        };
         state.data.end_time = timestamp;
         crate::pipeline::export_to(&state.tracer.inner.processors, state.data);
     }

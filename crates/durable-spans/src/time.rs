@@ -173,11 +173,26 @@ mod tests {
     #[test]
     fn integers_are_nanoseconds_and_fractions_are_seconds() {
         assert_eq!("12".parse::<Timestamp>().unwrap().as_nanos(), 12);
-        assert_eq!("12.0".parse::<Timestamp>().unwrap().as_nanos(), 12_000_000_000);
-        assert_eq!("1e9".parse::<Timestamp>().unwrap().as_nanos(), 1_000_000_000_000_000_000);
-        assert!(matches!("abc".parse::<Timestamp>(), Err(TimeError::Unparsable(_))));
-        assert!(matches!("".parse::<Timestamp>(), Err(TimeError::Unparsable(_))));
-        assert!(matches!("inf".parse::<Timestamp>(), Err(TimeError::OutOfRange(_))));
+        assert_eq!(
+            "12.0".parse::<Timestamp>().unwrap().as_nanos(),
+            12_000_000_000
+        );
+        assert_eq!(
+            "1e9".parse::<Timestamp>().unwrap().as_nanos(),
+            1_000_000_000_000_000_000
+        );
+        assert!(matches!(
+            "abc".parse::<Timestamp>(),
+            Err(TimeError::Unparsable(_))
+        ));
+        assert!(matches!(
+            "".parse::<Timestamp>(),
+            Err(TimeError::Unparsable(_))
+        ));
+        assert!(matches!(
+            "inf".parse::<Timestamp>(),
+            Err(TimeError::OutOfRange(_))
+        ));
         assert!(matches!("NaN".parse::<Timestamp>(), Err(TimeError::NaN)));
         assert!(matches!(
             "99999999999999999999".parse::<Timestamp>(),

@@ -8,8 +8,8 @@ use opentelemetry::trace::{
 };
 use opentelemetry::{Context, InstrumentationScope, KeyValue};
 use opentelemetry_sdk::trace::{
-    IdGenerator, ParentBasedSampler, RandomIdGenerator, Sampler, SamplingDecision, SdkTracer, SdkTracerProvider, ShouldSample,
-    SpanExporter, SpanLimits, SpanProcessor,
+    IdGenerator, ParentBasedSampler, RandomIdGenerator, Sampler, SamplingDecision, SdkTracer,
+    SdkTracerProvider, ShouldSample, SpanExporter, SpanLimits, SpanProcessor,
 };
 use opentelemetry_sdk::Resource;
 
@@ -208,7 +208,9 @@ impl DurableTracerBuilder {
 
     /// Exports in batches from a background thread (services).
     pub fn with_batch_exporter<E: SpanExporter + 'static>(self, exporter: E) -> Self {
-        self.with_span_processor(opentelemetry_sdk::trace::BatchSpanProcessor::builder(exporter).build())
+        self.with_span_processor(
+            opentelemetry_sdk::trace::BatchSpanProcessor::builder(exporter).build(),
+        )
     }
 
     /// Adds a span processor; order is kept.
@@ -349,12 +351,8 @@ impl DurableTracer {
             &options.attributes,
             &options.links,
         );
-        let base_flags = parent
-            .as_ref()
-            .map(|p| p.trace_flags())
-            .unwrap_or_default();
-        let flags =
-            base_flags.with_sampled(decision.decision == SamplingDecision::RecordAndSample);
+        let base_flags = parent.as_ref().map(|p| p.trace_flags()).unwrap_or_default();
+        let flags = base_flags.with_sampled(decision.decision == SamplingDecision::RecordAndSample);
         let to_u128 = |id: opentelemetry::trace::TraceId| u128::from_be_bytes(id.to_bytes());
         let to_u64 = |id: opentelemetry::trace::SpanId| u64::from_be_bytes(id.to_bytes());
         let links = options
@@ -403,7 +401,7 @@ impl DurableTracer {
     /// [`restore`](Self::restore) with the span's own `is_remote` chosen.
     pub fn restore_with(&self, info: Option<&SpanInfo>, is_remote: bool) -> RestoredSpan {
         match info {
-            Some(info) => RestoredSpan::from_info(self.clone(), info, is_remote),
+            Some(info) => RestoredSpan::from_info(self.clone(), Cow::Borrowed(info), is_remote),
             None => {
                 tracing::warn!("no saved span data; using a non-recording span");
                 RestoredSpan::invalid()
@@ -429,13 +427,40 @@ impl DurableTracer {
     /// Like Zuul's `endSavedSpan`, calling it twice exports twice; the
     /// durable store path guarantees a single end.
     pub fn end_saved_span(&self, info: Option<&SpanInfo>, options: EndOptions) {
-        use opentelemetry::trace::Span as _;
-        let mut span = self.restore_with(info, false);
-        for kv in options.attributes {
-            span.set_attribute(kv);
+        match info {
+            Some(info) => self.end_info(Cow::Borrowed(info), options),
+            None => tracing::warn!("no saved span data; nothing to end"),
         }
+    }
+
+    fn end_info(&self, info: Cow<'_, SpanInfo>, options: EndOptions) {
+        let Some(mut data) = crate::restored::span_data(self, info, false) else {
+            return;
+        };
+        let max = self.inner.limits.max_attributes_per_span as usize;
+        crate::restored::merge_end_attributes(&mut data, options.attributes, max);
         let end = options.end_time.unwrap_or_else(Timestamp::now);
-        span.end_with_timestamp(end.to_system_time());
+        data.end_time = end.to_system_time();
+        crate::pipeline::export_to(&self.inner.processors, data);
+    }
+
+    /// Decodes saved span JSON and ends the span, as
+    /// [`end_saved_span`](Self::end_saved_span) does; the decoded value is
+    /// moved, not copied. Unreadable data logs one warning and ends nothing.
+    ///
+    /// ```
+    /// use durable_spans::{DurableTracer, EndOptions};
+    /// let tracer = DurableTracer::builder("zuul").build();
+    /// let saved = tracer.start_saved_span("Build", Default::default()).unwrap().to_json();
+    /// tracer.end_saved_json(&saved, EndOptions::new());
+    /// tracer.end_saved_json("null", EndOptions::new()); // nothing to end
+    /// ```
+    pub fn end_saved_json(&self, text: &str, options: EndOptions) {
+        match SpanInfo::from_json(text) {
+            Ok(Some(info)) => self.end_info(Cow::Owned(info), options),
+            Ok(None) => tracing::warn!("saved span data is null; nothing to end"),
+            Err(error) => tracing::warn!(%error, "unreadable saved span data; nothing to end"),
+        }
     }
 
     /// Ends a saved span without exporting it: the returned data can be kept
@@ -518,9 +543,7 @@ pub fn span_context_of(span: &impl opentelemetry::trace::Span) -> SpanContext {
 /// gives a context with no span, so children start new traces.
 pub fn parent_context(context: Option<&SpanContext>) -> Context {
     match context {
-        Some(ctx) if ctx.is_valid() => {
-            Context::new().with_remote_span_context(ctx.to_otel(true))
-        }
+        Some(ctx) if ctx.is_valid() => Context::new().with_remote_span_context(ctx.to_otel(true)),
         Some(_) => {
             tracing::warn!("span context has zero ids; children start new traces");
             Context::new()

@@ -14,8 +14,12 @@ use tracing_subscriber::layer::SubscriberExt as _;
 fn tracing_spans_join_the_restored_trace() {
     let receiver = TestReceiver::start();
     let tracer = receiver.tracer("zuultest", "zuul");
-    let info = tracer.start_saved_span("BuildSet", SavedSpanOptions::new()).unwrap();
-    let remote = tracer.start_saved_span("Build", SavedSpanOptions::new()).unwrap();
+    let info = tracer
+        .start_saved_span("BuildSet", SavedSpanOptions::new())
+        .unwrap();
+    let remote = tracer
+        .start_saved_span("Build", SavedSpanOptions::new())
+        .unwrap();
 
     let subscriber = tracing_subscriber::registry()
         .with(tracing_opentelemetry::layer().with_tracer(tracer.tracer().clone()));
@@ -30,7 +34,9 @@ fn tracing_spans_join_the_restored_trace() {
         drop(outer);
 
         let worker = tracing::info_span!("job-execution");
-        worker.set_parent(parent_context(Some(&remote.span_context()))).unwrap();
+        worker
+            .set_parent(parent_context(Some(&remote.span_context())))
+            .unwrap();
         drop(worker);
     });
 

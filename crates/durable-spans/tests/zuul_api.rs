@@ -4,9 +4,7 @@
 mod common;
 
 use common::{attr_map, find, hex, TestReceiver};
-use durable_spans::{
-    span_context_of, ChildOptions, EndOptions, SavedSpanOptions, Timestamp,
-};
+use durable_spans::{span_context_of, ChildOptions, EndOptions, SavedSpanOptions, Timestamp};
 use opentelemetry::trace::{Link, Span as _, TraceContextExt as _, Tracer as _};
 use opentelemetry::{Context, KeyValue};
 
@@ -39,7 +37,11 @@ fn tracing_api() {
         sc
     };
     // child2: by hand, float times, linked to child1.
-    let link = Link::new(child1_context.clone(), vec![KeyValue::new("relationship", "prev")], 0);
+    let link = Link::new(
+        child1_context.clone(),
+        vec![KeyValue::new("relationship", "prev")],
+        0,
+    );
     let mut child2 = tracer
         .tracer()
         .span_builder("child2-trace")
@@ -48,7 +50,8 @@ fn tracing_api() {
         .start_with_context(tracer.tracer(), &cx);
     child2.end_with_timestamp(secs(start + 2.75).to_system_time());
     // child3: started in the restored span's context, as a remote worker would.
-    let mut child3 = tracer.start_span_in_context(Some(&parent_ctx), "child3-trace", ChildOptions::default());
+    let mut child3 =
+        tracer.start_span_in_context(Some(&parent_ctx), "child3-trace", ChildOptions::default());
     child3.end();
 
     tracer.end_saved_span(
@@ -60,35 +63,80 @@ fn tracing_api() {
 
     let spans = receiver.wait_for_spans(4);
     let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(names, ["child1-trace", "child2-trace", "child3-trace", "parent-trace"]);
+    assert_eq!(
+        names,
+        [
+            "child1-trace",
+            "child2-trace",
+            "child3-trace",
+            "parent-trace"
+        ]
+    );
     for request in receiver.requests() {
         let rs = &request.resource_spans[0];
         let resource = attr_map(&rs.resource.as_ref().unwrap().attributes);
-        assert_eq!(resource.len(), 1, "resource is exactly service.name: {resource:?}");
+        assert_eq!(
+            resource.len(),
+            1,
+            "resource is exactly service.name: {resource:?}"
+        );
         assert_eq!(resource["service.name"], "zuultest");
         assert_eq!(rs.scope_spans[0].scope.as_ref().unwrap().name, "zuul");
     }
-    let (child1, child2, child3, parent) =
-        (find(&spans, "child1-trace"), find(&spans, "child2-trace"), find(&spans, "child3-trace"), find(&spans, "parent-trace"));
+    let (child1, child2, child3, parent) = (
+        find(&spans, "child1-trace"),
+        find(&spans, "child2-trace"),
+        find(&spans, "child3-trace"),
+        find(&spans, "parent-trace"),
+    );
     assert_eq!(child2.links.len(), 1);
     assert_eq!(child2.links[0].span_id, child1.span_id);
-    assert_eq!(attr_map(&child2.links[0].attributes), [("relationship".to_string(), "prev".into())].into());
+    assert_eq!(
+        attr_map(&child2.links[0].attributes),
+        [("relationship".to_string(), "prev".into())].into()
+    );
     assert_eq!(
         attr_map(&parent.attributes),
-        [("startattr".to_string(), "bar".into()), ("endattr".to_string(), "baz".into())].into()
+        [
+            ("startattr".to_string(), "bar".into()),
+            ("endattr".to_string(), "baz".into())
+        ]
+        .into()
     );
     assert_eq!(hex(&parent.trace_id), format!("{:032x}", info.trace_id));
     assert_eq!(hex(&parent.span_id), format!("{:016x}", info.span_id));
     assert!(parent.parent_span_id.is_empty(), "the saved span is a root");
     for child in [child1, child2, child3] {
-        assert_eq!(child.trace_id, parent.trace_id, "{} shares the trace", child.name);
-        assert_eq!(child.parent_span_id, parent.span_id, "{} is a child of the saved span", child.name);
-        assert_eq!(child.flags & 0x300, 0x300, "{}: the restored parent is remote", child.name);
+        assert_eq!(
+            child.trace_id, parent.trace_id,
+            "{} shares the trace",
+            child.name
+        );
+        assert_eq!(
+            child.parent_span_id, parent.span_id,
+            "{} is a child of the saved span",
+            child.name
+        );
+        assert_eq!(
+            child.flags & 0x300,
+            0x300,
+            "{}: the restored parent is remote",
+            child.name
+        );
     }
     assert_eq!(parent.start_time_unix_nano, secs(start).as_nanos() as u64);
-    assert_eq!(parent.end_time_unix_nano, secs(start + 10.125).as_nanos() as u64);
-    assert_eq!(child2.start_time_unix_nano, secs(start + 1.5).as_nanos() as u64);
-    assert_eq!(child2.end_time_unix_nano, secs(start + 2.75).as_nanos() as u64);
+    assert_eq!(
+        parent.end_time_unix_nano,
+        secs(start + 10.125).as_nanos() as u64
+    );
+    assert_eq!(
+        child2.start_time_unix_nano,
+        secs(start + 1.5).as_nanos() as u64
+    );
+    assert_eq!(
+        child2.end_time_unix_nano,
+        secs(start + 2.75).as_nanos() as u64
+    );
 }
 
 #[test]
@@ -103,7 +151,11 @@ fn tracing_api_null() {
         let child1 = tracer.tracer().start_with_context("child1-trace", &cx);
         child1.span_context().clone()
     };
-    let link = Link::new(child1_context, vec![KeyValue::new("relationship", "prev")], 0);
+    let link = Link::new(
+        child1_context,
+        vec![KeyValue::new("relationship", "prev")],
+        0,
+    );
     let mut child2 = tracer
         .tracer()
         .span_builder("child2-trace")
@@ -132,7 +184,10 @@ fn tracing_api_null() {
     }
     let (c1, c2, c3) = (&spans[0], &spans[1], &spans[2]);
     assert_eq!(c2.links[0].span_id, c1.span_id);
-    assert_eq!(attr_map(&c2.links[0].attributes), [("relationship".to_string(), "prev".into())].into());
+    assert_eq!(
+        attr_map(&c2.links[0].attributes),
+        [("relationship".to_string(), "prev".into())].into()
+    );
     assert_ne!(c1.trace_id, c2.trace_id);
     assert_ne!(c1.trace_id, c3.trace_id);
     assert_ne!(c2.trace_id, c3.trace_id);

@@ -57,25 +57,49 @@ fn every_case_exports_what_zuul_exported() {
         let want = &case.exported[0];
         let s = |key: &str| want[key].as_str().map(str::to_string);
         assert_eq!(got.name, s("name").unwrap(), "{name}");
-        assert_eq!(hex(&got.trace_id), s("trace_id_hex").unwrap(), "{name} trace id");
-        assert_eq!(hex(&got.span_id), s("span_id_hex").unwrap(), "{name} span id");
+        assert_eq!(
+            hex(&got.trace_id),
+            s("trace_id_hex").unwrap(),
+            "{name} trace id"
+        );
+        assert_eq!(
+            hex(&got.span_id),
+            s("span_id_hex").unwrap(),
+            "{name} span id"
+        );
         assert_eq!(
             (!got.parent_span_id.is_empty()).then(|| hex(&got.parent_span_id)),
             s("parent_span_id_hex"),
             "{name} parent"
         );
-        assert_eq!(got.start_time_unix_nano, want["start_time_ns"].as_u64().unwrap(), "{name} start");
-        assert_eq!(got.end_time_unix_nano, want["end_time_ns"].as_u64().unwrap(), "{name} end");
+        assert_eq!(
+            got.start_time_unix_nano,
+            want["start_time_ns"].as_u64().unwrap(),
+            "{name} start"
+        );
+        assert_eq!(
+            got.end_time_unix_nano,
+            want["end_time_ns"].as_u64().unwrap(),
+            "{name} end"
+        );
         assert_eq!(got.kind, 1, "{name}: internal");
         assert!(got.events.is_empty());
-        assert_eq!(got.status.as_ref().map_or(0, |s| s.code), 0, "{name}: status unset");
+        assert_eq!(
+            got.status.as_ref().map_or(0, |s| s.code),
+            0,
+            "{name}: status unset"
+        );
 
         // OTLP flags: bits 8-9 say whether the parent is remote (compared
         // with Zuul's export); the low byte carries the W3C trace flags,
         // which the Rust exporter fills in and Python's leaves at zero.
         let zuul_flags = zuul_otlp_span(want)["flags"].as_u64().unwrap() as u32;
         assert_eq!(got.flags & 0x300, zuul_flags & 0x300, "{name} remote bits");
-        assert_eq!(got.flags & 0xff, want["trace_flags"].as_u64().unwrap() as u32, "{name} trace flags");
+        assert_eq!(
+            got.flags & 0xff,
+            want["trace_flags"].as_u64().unwrap() as u32,
+            "{name} trace flags"
+        );
 
         let want_attrs: Vec<(String, serde_json::Value)> = want["attributes"]
             .as_object()
@@ -91,10 +115,21 @@ fn every_case_exports_what_zuul_exported() {
 
         let want_links = want["links"].as_array().unwrap();
         assert_eq!(got.links.len(), want_links.len(), "{name} links");
-        let zuul_links = zuul_otlp_span(want)["links"].as_array().cloned().unwrap_or_default();
+        let zuul_links = zuul_otlp_span(want)["links"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         for (i, (g, w)) in got.links.iter().zip(want_links).enumerate() {
-            assert_eq!(hex(&g.trace_id), w["trace_id_hex"].as_str().unwrap(), "{name} link {i}");
-            assert_eq!(hex(&g.span_id), w["span_id_hex"].as_str().unwrap(), "{name} link {i}");
+            assert_eq!(
+                hex(&g.trace_id),
+                w["trace_id_hex"].as_str().unwrap(),
+                "{name} link {i}"
+            );
+            assert_eq!(
+                hex(&g.span_id),
+                w["span_id_hex"].as_str().unwrap(),
+                "{name} link {i}"
+            );
             let mut got_link_attrs = attrs(&g.attributes);
             got_link_attrs.sort_by(|a, b| a.0.cmp(&b.0));
             let mut want_link_attrs: Vec<_> = w["attributes"]
@@ -104,8 +139,15 @@ fn every_case_exports_what_zuul_exported() {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
             want_link_attrs.sort_by(|a, b| a.0.cmp(&b.0));
-            assert_eq!(got_link_attrs, want_link_attrs, "{name} link {i} attributes");
-            assert_eq!(g.flags, zuul_links[i]["flags"].as_u64().unwrap() as u32, "{name} link {i} flags");
+            assert_eq!(
+                got_link_attrs, want_link_attrs,
+                "{name} link {i} attributes"
+            );
+            assert_eq!(
+                g.flags,
+                zuul_links[i]["flags"].as_u64().unwrap() as u32,
+                "{name} link {i} flags"
+            );
         }
     }
     for request in receiver.requests() {
@@ -158,25 +200,42 @@ fn saved_values_round_trip_and_contexts_stay_small() {
         let info = SpanInfo::from_json(&case.span_info_json).unwrap().unwrap();
         let again = SpanInfo::from_json(&info.to_json()).unwrap().unwrap();
         assert_eq!(again, info, "{name}");
-        let ctx = SpanContext::from_json(&case.span_context_json).unwrap().unwrap();
+        let ctx = SpanContext::from_json(&case.span_context_json)
+            .unwrap()
+            .unwrap();
         assert_eq!(ctx, info.span_context(), "{name}");
         assert_eq!(case.span_context_json.len(), case.span_context_json_size);
         assert!(ctx.to_json().len() <= case.span_context_json_size, "{name}");
         assert_eq!(ctx.to_traceparent().len(), 55);
-        assert_eq!(SpanContext::from_traceparent(&ctx.to_traceparent()).unwrap(), ctx);
+        assert_eq!(
+            SpanContext::from_traceparent(&ctx.to_traceparent()).unwrap(),
+            ctx
+        );
     }
 }
 
 #[test]
 fn time_conversion_matches_python() {
-    let path = format!("{}/tests/data/zuul/time_conversion.json", env!("CARGO_MANIFEST_DIR"));
-    let table: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let path = format!(
+        "{}/tests/data/zuul/time_conversion.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let table: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     for row in table["rows"].as_array().unwrap() {
         let repr = row["float_repr"].as_str().unwrap();
         let want = row["start_time_ns"].as_i64().unwrap();
         let secs: f64 = repr.parse().unwrap();
-        assert_eq!(Timestamp::from_secs_f64(secs).unwrap().as_nanos(), want, "{repr}");
-        assert_eq!(repr.parse::<Timestamp>().unwrap().as_nanos(), want, "{repr} as text");
+        assert_eq!(
+            Timestamp::from_secs_f64(secs).unwrap().as_nanos(),
+            want,
+            "{repr}"
+        );
+        assert_eq!(
+            repr.parse::<Timestamp>().unwrap().as_nanos(),
+            want,
+            "{repr} as text"
+        );
         let json = format!(
             r#"{{"name":"t","trace_id":1,"span_id":1,"trace_flags":1,"start_time":{repr}}}"#
         );

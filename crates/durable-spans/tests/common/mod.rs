@@ -38,7 +38,12 @@ impl TestReceiver {
             )
             .expect("receiver starts");
         let endpoint = running.grpc_endpoint().expect("grpc endpoint");
-        TestReceiver { runtime, running: Some(running), sink, endpoint }
+        TestReceiver {
+            runtime,
+            running: Some(running),
+            sink,
+            endpoint,
+        }
     }
 
     /// A durable tracer exporting each ended span to this receiver, one
@@ -90,7 +95,9 @@ pub fn any_to_json(value: &AnyValue) -> serde_json::Value {
         Some(any_value::Value::IntValue(i)) => J::from(*i),
         Some(any_value::Value::DoubleValue(f)) => J::from(*f),
         Some(any_value::Value::BoolValue(b)) => J::from(*b),
-        Some(any_value::Value::ArrayValue(a)) => J::Array(a.values.iter().map(any_to_json).collect()),
+        Some(any_value::Value::ArrayValue(a)) => {
+            J::Array(a.values.iter().map(any_to_json).collect())
+        }
         other => panic!("unexpected attribute value {other:?}"),
     }
 }
@@ -98,7 +105,12 @@ pub fn any_to_json(value: &AnyValue) -> serde_json::Value {
 /// Attributes as (key, JSON value) in order.
 pub fn attrs(list: &[KeyValue]) -> Vec<(String, serde_json::Value)> {
     list.iter()
-        .map(|kv| (kv.key.clone(), kv.value.as_ref().map(any_to_json).unwrap_or_default()))
+        .map(|kv| {
+            (
+                kv.key.clone(),
+                kv.value.as_ref().map(any_to_json).unwrap_or_default(),
+            )
+        })
         .collect()
 }
 
@@ -107,8 +119,10 @@ pub fn attr_map(list: &[KeyValue]) -> BTreeMap<String, serde_json::Value> {
 }
 
 pub fn find<'a>(spans: &'a [Span], name: &str) -> &'a Span {
-    spans
-        .iter()
-        .find(|s| s.name == name)
-        .unwrap_or_else(|| panic!("no span named {name} among {:?}", spans.iter().map(|s| &s.name).collect::<Vec<_>>()))
+    spans.iter().find(|s| s.name == name).unwrap_or_else(|| {
+        panic!(
+            "no span named {name} among {:?}",
+            spans.iter().map(|s| &s.name).collect::<Vec<_>>()
+        )
+    })
 }
