@@ -137,6 +137,49 @@ proptest! {
     }
 
     #[test]
+    fn fast_and_full_decoders_agree_on_any_text(text in jsonish()) {
+        let fast = SpanInfo::from_json(&text);
+        let full = SpanInfo::from_slice_full(text.as_bytes());
+        prop_assert_eq!(fast.is_ok(), full.is_ok(), "{}", text);
+        if let (Ok(a), Ok(b)) = (fast, full) {
+            prop_assert_eq!(a, b);
+        }
+    }
+
+    #[test]
+    fn fast_and_full_decoders_agree_on_span_info_shapes(
+        info in span_info(),
+        spaced in any::<bool>(),
+        reorder in any::<u64>(),
+        float_start in prop::option::of(-1e10f64..5e9),
+    ) {
+        // Zuul's own shape: Python separators, any key order, float or
+        // integer start time, parent present or null.
+        let mut value: serde_json::Value = serde_json::from_str(&info.to_json()).unwrap();
+        let object = value.as_object_mut().unwrap();
+        object.remove("links");
+        object.remove("attributes");
+        let mut entries: Vec<(String, String)> = object
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_string()))
+            .collect();
+        if let Some(secs) = float_start {
+            for (k, v) in entries.iter_mut() {
+                if k == "start_time" {
+                    *v = format!("{secs:?}");
+                }
+            }
+        }
+        entries.sort_by_key(|(k, _)| (k.len() as u64).wrapping_mul(reorder) % 7);
+        let (comma, colon) = if spaced { (", ", ": ") } else { (",", ":") };
+        let body: Vec<String> = entries.iter().map(|(k, v)| format!("\"{k}\"{colon}{v}")).collect();
+        let text = format!("{{{}}}", body.join(comma));
+        let fast = SpanInfo::from_json(&text);
+        let full = SpanInfo::from_slice_full(text.as_bytes());
+        prop_assert_eq!(fast, full, "{}", text);
+    }
+
+    #[test]
     fn traceparent_like_text_never_panics(text in "[0-9a-fA-F-]{50,60}") {
         let _ = SpanContext::from_traceparent(&text);
     }
