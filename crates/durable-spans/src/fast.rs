@@ -136,18 +136,13 @@ impl<'a> Cursor<'a> {
         let (mut value, mut chunk, mut chunk_len) = (0u128, 0u64, 0usize);
         loop {
             // Eight digits at once while they fit the 19-digit chunk.
-            if chunk_len <= 11 {
-                if let Some(word) = b.get(at..at + 8).and_then(eight_digits) {
-                    chunk = chunk * 100_000_000 + word;
-                    chunk_len += 8;
-                    at += 8;
-                } else if let Some(&d @ b'0'..=b'9') = b.get(at) {
-                    chunk = chunk * 10 + u64::from(d - b'0');
-                    chunk_len += 1;
-                    at += 1;
-                } else {
-                    break;
-                }
+            let eight = (chunk_len <= 11)
+                .then(|| b.get(at..at + 8).and_then(eight_digits))
+                .flatten();
+            if let Some(word) = eight {
+                chunk = chunk * 100_000_000 + word;
+                chunk_len += 8;
+                at += 8;
             } else if let Some(&d @ b'0'..=b'9') = b.get(at) {
                 chunk = chunk * 10 + u64::from(d - b'0');
                 chunk_len += 1;
