@@ -41,9 +41,23 @@ fn pem_certs(
     Ok(certs)
 }
 
+/// Makes ring the process's rustls crypto provider unless one is set.
+///
+/// tonic's TLS asks rustls for the process default, and rustls can only
+/// pick one by itself when exactly one provider is compiled in. In a binary
+/// that also links zookeeper-client (whose rustls has aws-lc-rs) both are,
+/// and rustls would panic on the first TLS connection instead.
+pub(crate) fn ensure_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Losing a race to another installer is fine: a provider is set.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}
+
 /// tonic TLS settings from `tls_ca`, `tls_cert` and `tls_key`; without
 /// `tls_ca` the system's roots are trusted.
 pub(crate) fn grpc_tls(opts: &ExportOptions) -> Result<ClientTlsConfig, ExportSetupError> {
+    ensure_crypto_provider();
     let mut tls = ClientTlsConfig::new();
     match &opts.tls_ca {
         Some(ca) => {

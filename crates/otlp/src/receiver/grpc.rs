@@ -52,6 +52,7 @@ pub(crate) async fn serve(
     let mut server = tonic::transport::Server::builder();
     if let Some((cert, key)) = tls {
         let identity = tonic::transport::Identity::from_pem(cert, key);
+        crate::tls::ensure_crypto_provider();
         server = server.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))?;
     }
     server
