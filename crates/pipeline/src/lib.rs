@@ -1,0 +1,39 @@
+//! The reference gating pipeline of durable-spans: the foundation shared by
+//! its scheduler, executor and merger processes.
+//!
+//! - [`config`]: the TOML file every component reads (`[store]`,
+//!   `[tracing]`, `[[pipeline]]`, `[[job]]`, `[[project]]`), strictly
+//!   parsed, with errors that name the file, key and reason.
+//! - [`model`]: the objects kept in the store as JSON, each carrying its
+//!   span data as DESIGN.md's table says, read leniently so objects without
+//!   (or with damaged) span data still work.
+//! - [`layout`]: the store path of every object, in one place.
+//!
+//! ```
+//! use dspans_pipeline::{config::Config, layout::Layout};
+//! let config: Config = r#"
+//!     [[pipeline]]
+//!     name = "gate"
+//!     manager = "dependent"
+//!
+//!     [[job]]
+//!     name = "unit"
+//!     run = "true"
+//!
+//!     [[project]]
+//!     name = "org/project"
+//!     gate = ["unit"]
+//! "#.parse().unwrap();
+//! let jobs = config.jobs_for("org/project", "gate").unwrap();
+//! assert_eq!(jobs[0].timeout_s, 600);
+//! assert_eq!(Layout::default().change_queue("gate", "default"), "/dspans/pipelines/gate/queues/default");
+//! ```
+
+pub mod config;
+pub mod layout;
+pub mod lenient_context;
+pub mod model;
+
+pub use config::{Config, ConfigError};
+pub use layout::Layout;
+pub use model::{ModelError, StoredObject};
