@@ -288,3 +288,44 @@ fn unreadable_file_names_the_file() {
     assert!(matches!(e, ConfigError::Read { .. }));
     assert!(e.to_string().contains("/nonexistent/dspans.toml"), "{e}");
 }
+
+/// The example of DESIGN.md's Config section, verbatim.
+#[test]
+fn design_example_parses() {
+    let text = r#"
+[store]
+backend = "sqlite"              # or "zookeeper"
+path = "state/dspans.db"        # sqlite
+# hosts = "127.0.0.1:2181"      # zookeeper; chroot, session_timeout_ms, tls
+
+[tracing]                       # same option names as Zuul's [tracing]
+enabled = true
+protocol = "grpc"               # or "http/protobuf"
+endpoint = "http://127.0.0.1:4317"
+service_name = "dspans"
+# tls_ca, tls_cert, tls_key (grpc), certificate_file (http),
+# insecure, timeout (milliseconds), compression = "gzip"
+
+[[pipeline]]
+name = "gate"
+manager = "dependent"
+
+[[job]]
+name = "unit"
+run = "sleep 0.2; echo ok"
+timeout_s = 60
+
+[[project]]
+name = "org/project"
+gate = ["unit"]
+"#;
+    let config: Config = text.parse().unwrap();
+    assert_eq!(
+        config.jobs_for("org/project", "gate").unwrap()[0].run,
+        "sleep 0.2; echo ok"
+    );
+    assert_eq!(
+        config.change_queue("gate", "org/project").unwrap(),
+        DEFAULT_QUEUE
+    );
+}

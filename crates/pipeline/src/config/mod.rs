@@ -153,7 +153,9 @@ impl FromStr for Config {
 impl Config {
     /// Reads, parses and validates a configuration file. Relative paths in
     /// it (SQLite `path`, TLS files, project `repo`) are made relative to
-    /// the file's directory.
+    /// the file's directory. The standard `OTEL_*` environment overrides
+    /// are not applied here: components call
+    /// `config.tracing.apply_env(|k| std::env::var(k).ok())` afterwards.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
