@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::lock::{Lock, LockGuard};
@@ -33,18 +34,36 @@ pub enum JobState {
 }
 
 /// The JSON value stored for each job request.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JobRecord {
     /// Current state.
     pub state: JobState,
-    /// The submitter's request (any JSON, e.g. with a span context).
-    pub request: Value,
+    /// The submitter's request as its JSON text, kept verbatim: a
+    /// `serde_json::Value` cannot hold the 128-bit trace ids of a span
+    /// context. Read it with [`JobRecord::request`].
+    pub request: Box<RawValue>,
     /// Worker that claimed it.
     #[serde(default)]
     pub worker: Option<String>,
     /// Progress or outcome written by the worker.
     #[serde(default)]
     pub result: Value,
+}
+
+impl PartialEq for JobRecord {
+    fn eq(&self, other: &Self) -> bool {
+        self.state == other.state
+            && self.request.get() == other.request.get()
+            && self.worker == other.worker
+            && self.result == other.result
+    }
+}
+
+impl JobRecord {
+    /// Decodes the request into the submitter's type.
+    pub fn request<T: serde::de::DeserializeOwned>(&self) -> serde_json::Result<T> {
+        serde_json::from_str(self.request.get())
+    }
 }
 
 /// A job request read from the queue.
@@ -129,16 +148,18 @@ impl JobQueue {
         Ok(())
     }
 
-    /// Submits a request; returns its id.
-    pub async fn submit(&self, request: &Value) -> Result<String> {
+    /// Submits a request (any serializable value); returns its id.
+    pub async fn submit<T: Serialize + ?Sized>(&self, request: &T) -> Result<String> {
         self.ensure_layout().await?;
+        let prefix = join_path(&self.requests(), "job-");
+        let request =
+            serde_json::value::to_raw_value(request).map_err(|e| super::json_err(&prefix, e))?;
         let record = JobRecord {
             state: JobState::Requested,
-            request: request.clone(),
+            request,
             worker: None,
             result: Value::Null,
         };
-        let prefix = join_path(&self.requests(), "job-");
         let data = serde_json::to_vec(&record).map_err(|e| super::json_err(&prefix, e))?;
         let path = self
             .store

@@ -72,15 +72,36 @@ pub async fn job_queue_lifecycle(env: Env) -> anyhow::Result<()> {
     let queue = JobQueue::new(store.clone(), env.path("jobs"));
     let queue_b = JobQueue::new(other.clone(), env.path("jobs"));
     ensure!(queue.list().await?.is_empty());
-    let id1 = queue
-        .submit(&json!({"job": "unit", "span_context": {"trace_id": 1}}))
-        .await?;
+    // A span context's trace id needs all 128 bits: it must come back
+    // digit for digit (a serde_json::Value could not even hold it).
+    #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+    struct SpanContext {
+        trace_id: u128,
+        span_id: u64,
+    }
+    #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+    struct Request {
+        job: String,
+        span_context: SpanContext,
+    }
+    let request = Request {
+        job: "unit".into(),
+        span_context: SpanContext {
+            trace_id: u128::MAX - 7,
+            span_id: u64::MAX,
+        },
+    };
+    let id1 = queue.submit(&request).await?;
     let id2 = queue.submit(&json!({"job": "lint"})).await?;
     let jobs = queue.list().await?;
     ensure!(jobs.iter().map(|j| j.id.clone()).collect::<Vec<_>>() == [id1.clone(), id2.clone()]);
     ensure!(jobs.iter().all(|j| j.record.state == JobState::Requested));
     let mut claim = queue.claim(&id1, "w1").await?.context("claim")?;
     ensure!(claim.job.record.state == JobState::Running);
+    ensure!(
+        claim.job.record.request::<Request>()? == request,
+        "request kept verbatim"
+    );
     ensure!(queue_b.claim(&id1, "w2").await?.is_none(), "claimed twice");
     queue.update(&mut claim, json!({"progress": 50})).await?;
     let seen = queue_b.get(&id1).await?.context("job")?;
