@@ -10,6 +10,8 @@
 //!   [`JsonLinesExporter`] write OTLP-JSON lines instead.
 //! - [`read_json_lines`] reads such a file back.
 //! - [`receiver`]: the OTLP receiver and its sinks.
+//! - [`collector`]: `dspans collector`, a receiver appending OTLP-JSON lines.
+//! - [`view`]: traces of an OTLP-JSON lines file as terminal and HTML waterfalls.
 //!
 //! ```no_run
 //! use dspans_otlp::{build_exporter, ExportOptions};
@@ -31,6 +33,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod collector;
 mod exporter;
 mod http_client;
 mod jsonl;
@@ -38,6 +41,7 @@ mod options;
 mod parse;
 pub mod receiver;
 mod tls;
+pub mod view;
 
 pub use exporter::{build_exporter, ExportSetupError, Exporter, OtlpExporter};
 pub use jsonl::{

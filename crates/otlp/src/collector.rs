@@ -1,0 +1,186 @@
+//! `dspans collector`: a local OTLP receiver (gRPC and HTTP) that appends
+//! every accepted request as one OTLP-JSON line to a file.
+//!
+//! Malformed or oversized requests are refused by the [`crate::receiver`]
+//! with the protocol's error, and serving goes on. Every line is written and
+//! flushed before the request is acknowledged, so after
+//! [`Collector::shutdown`] the file holds every accepted request, whole.
+//!
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! use dspans_otlp::collector::{Collector, CollectorConfig};
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let config = CollectorConfig::new(dir.path().join("traces.jsonl"))
+//!     .grpc(Some("127.0.0.1:0".parse().unwrap()))
+//!     .http(Some("127.0.0.1:0".parse().unwrap()));
+//! let collector = Collector::start(&config).await.unwrap();
+//! for line in collector.listen_lines() {
+//!     println!("{line}"); // "grpc 127.0.0.1:PORT", "http 127.0.0.1:PORT"
+//! }
+//! collector.shutdown().await.unwrap();
+//! # });
+//! ```
+
+use std::future::Future;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use crate::receiver::{
+    JsonLinesSink, Receiver, ReceiverError, RunningReceiver, DEFAULT_GRPC_ADDR, DEFAULT_HTTP_ADDR,
+    DEFAULT_MAX_REQUEST_BYTES,
+};
+
+/// Collector failures.
+#[derive(Debug, thiserror::Error)]
+pub enum CollectorError {
+    /// The output file could not be opened for appending.
+    #[error("cannot open {path} for appending: {source}")]
+    Output {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The receiver could not start, or a server failed.
+    #[error(transparent)]
+    Receiver(#[from] ReceiverError),
+    /// The listen addresses could not be printed.
+    #[error("cannot print the listen addresses: {0}")]
+    Announce(std::io::Error),
+}
+
+/// What to listen on and where to write.
+#[derive(Debug, Clone)]
+pub struct CollectorConfig {
+    /// OTLP/gRPC listen address; `None` for no gRPC.
+    pub grpc: Option<SocketAddr>,
+    /// OTLP/HTTP listen address; `None` for no HTTP.
+    pub http: Option<SocketAddr>,
+    /// The OTLP-JSON lines file appended to (created when missing).
+    pub out: PathBuf,
+    /// Largest accepted request, after decompression.
+    pub max_request_bytes: usize,
+}
+
+impl CollectorConfig {
+    /// Writes to `out`, listening on the standard loopback addresses
+    /// ([`DEFAULT_GRPC_ADDR`], [`DEFAULT_HTTP_ADDR`]).
+    pub fn new(out: impl Into<PathBuf>) -> Self {
+        Self {
+            grpc: DEFAULT_GRPC_ADDR.parse().ok(),
+            http: DEFAULT_HTTP_ADDR.parse().ok(),
+            out: out.into(),
+            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+        }
+    }
+
+    /// Sets (or with `None`, turns off) the gRPC listen address.
+    pub fn grpc(mut self, addr: Option<SocketAddr>) -> Self {
+        self.grpc = addr;
+        self
+    }
+
+    /// Sets (or with `None`, turns off) the HTTP listen address.
+    pub fn http(mut self, addr: Option<SocketAddr>) -> Self {
+        self.http = addr;
+        self
+    }
+
+    /// Sets the largest accepted request.
+    pub fn max_request_bytes(mut self, n: usize) -> Self {
+        self.max_request_bytes = n;
+        self
+    }
+}
+
+/// A running collector.
+#[derive(Debug)]
+pub struct Collector {
+    running: RunningReceiver,
+    out: PathBuf,
+}
+
+impl Collector {
+    /// Opens the output file and starts listening. Must be called within a
+    /// tokio runtime.
+    pub async fn start(config: &CollectorConfig) -> Result<Collector, CollectorError> {
+        let sink = JsonLinesSink::open(&config.out).map_err(|source| CollectorError::Output {
+            path: config.out.clone(),
+            source,
+        })?;
+        let mut builder = Receiver::builder().max_request_bytes(config.max_request_bytes);
+        if let Some(addr) = config.grpc {
+            builder = builder.grpc(addr);
+        }
+        if let Some(addr) = config.http {
+            builder = builder.http(addr);
+        }
+        let running = builder.start(sink).await?;
+        Ok(Collector {
+            running,
+            out: config.out.clone(),
+        })
+    }
+
+    /// The bound gRPC address.
+    pub fn grpc_addr(&self) -> Option<SocketAddr> {
+        self.running.grpc_addr()
+    }
+
+    /// The bound HTTP address.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.running.http_addr()
+    }
+
+    /// The file written to.
+    pub fn out(&self) -> &Path {
+        &self.out
+    }
+
+    /// The machine-readable announcement of the bound addresses, one line
+    /// each: `grpc ADDR` then `http ADDR` (only those listened on).
+    pub fn listen_lines(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        if let Some(addr) = self.grpc_addr() {
+            lines.push(format!("grpc {addr}"));
+        }
+        if let Some(addr) = self.http_addr() {
+            lines.push(format!("http {addr}"));
+        }
+        lines
+    }
+
+    /// Stops accepting, lets open requests finish, and returns once every
+    /// accepted request is in the file.
+    pub async fn shutdown(self) -> Result<(), CollectorError> {
+        self.running.shutdown().await?;
+        Ok(())
+    }
+}
+
+/// Runs a collector until `stop` completes: starts it, writes
+/// [`Collector::listen_lines`] to `announce` (flushed at once, so a parent
+/// process can read the ports), then shuts down cleanly.
+pub async fn run<W, F>(
+    config: &CollectorConfig,
+    announce: &mut W,
+    stop: F,
+) -> Result<(), CollectorError>
+where
+    W: Write,
+    F: Future<Output = ()>,
+{
+    let collector = Collector::start(config).await?;
+    let mut text = collector.listen_lines().join("\n");
+    text.push('\n');
+    announce
+        .write_all(text.as_bytes())
+        .and_then(|()| announce.flush())
+        .map_err(CollectorError::Announce)?;
+    tracing::info!(out = %collector.out().display(), "collector writing OTLP-JSON lines");
+    stop.await;
+    tracing::info!("collector stopping");
+    collector.shutdown().await
+}
