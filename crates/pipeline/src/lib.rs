@@ -30,9 +30,12 @@
 //! ```
 
 pub mod config;
+pub mod executor;
 pub mod layout;
 pub mod lenient_context;
+pub mod merger;
 pub mod model;
+pub mod process;
 
 pub use config::{Config, ConfigError};
 pub use layout::Layout;

@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::error::{Result, StoreError};
 use crate::path::{join_path, sequence_of};
 use crate::store::Store;
-use crate::types::{CreateMode, Watch};
+use crate::types::{CreateMode, Op, Watch};
 
 /// An event read from an [`EventQueue`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,6 +93,20 @@ impl EventQueue {
     pub async fn put_json<T: Serialize + ?Sized>(&self, value: &T) -> Result<String> {
         let data = serde_json::to_vec(value).map_err(|e| super::json_err(&self.root, e))?;
         self.put(&data).await
+    }
+
+    /// The operation that appends an event, for a [`Store::multi`] that
+    /// writes it together with other changes (e.g.
+    /// [`super::JobQueue::complete_with`]). Creates the queue's root first
+    /// if needed. The created node's name is in the multi's
+    /// `OpResult::Created` path.
+    pub async fn put_op(&self, data: Vec<u8>) -> Result<Op> {
+        self.ensure_root().await?;
+        Ok(Op::create(
+            join_path(&self.root, "event-"),
+            data,
+            CreateMode::PersistentSequential,
+        ))
     }
 
     /// Ids of the pending events, oldest first.

@@ -19,7 +19,7 @@ use super::lock::{Lock, LockGuard};
 use crate::error::{Result, StoreError};
 use crate::path::{join_path, sequence_of};
 use crate::store::Store;
-use crate::types::{CreateMode, Watch};
+use crate::types::{CreateMode, Op, OpResult, Watch};
 
 /// Life cycle of a job request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -285,6 +285,76 @@ impl JobQueue {
         Ok(job)
     }
 
+    /// The operations that mark a claimed job `completed` with `result`: a
+    /// compare-and-set of its record on the version this worker last wrote,
+    /// so the whole multi-operation fails if anyone else changed the job.
+    ///
+    /// For callers that build their own [`Store::multi`]; most use
+    /// [`JobQueue::complete_with`], which also releases the lock.
+    pub fn complete_ops(&self, claim: &Claim, result: Value) -> Result<Vec<Op>> {
+        if !claim.guard.is_held() {
+            return Err(StoreError::SessionExpired);
+        }
+        let path = self.request_path(&claim.job.id);
+        let mut record = claim.job.record.clone();
+        record.state = JobState::Completed;
+        record.result = result;
+        let data = serde_json::to_vec(&record).map_err(|e| super::json_err(&path, e))?;
+        Ok(vec![Op::set(path, data, Some(claim.job.version))])
+    }
+
+    /// Marks a claimed job `completed` with `result` and applies `extra`
+    /// (e.g. an [`super::EventQueue::put_op`] result event) in one atomic
+    /// multi-operation, then releases the job's lock. Returns the completed
+    /// job and the results of the `extra` operations, in order.
+    ///
+    /// Nothing is applied when it fails: `Multi` wrapping `BadVersion` if
+    /// the job was changed by someone else, `SessionExpired` if the lock was
+    /// lost. The lock is released in every case where the claim is gone.
+    pub async fn complete_with(
+        &self,
+        claim: Claim,
+        result: Value,
+        extra: Vec<Op>,
+    ) -> Result<(Job, Vec<OpResult>)> {
+        let mut ops = self.complete_ops(&claim, result.clone())?;
+        ops.extend(extra);
+        let Claim { mut job, guard } = claim;
+        let mut results = match self.store.multi(&ops).await {
+            Ok(results) => results,
+            Err(err) => {
+                if let Err(release_err) = guard.release().await {
+                    tracing::warn!(error = %release_err, job = %job.id, "cannot release job lock");
+                }
+                return Err(err);
+            }
+        };
+        if let Some(OpResult::Set { version }) = results.first() {
+            job.version = *version;
+        }
+        job.record.state = JobState::Completed;
+        job.record.result = result;
+        results.remove(0);
+        guard.release().await?;
+        Ok((job, results))
+    }
+
+    /// Hands a claimed job back unfinished: it becomes `requested` again
+    /// (compare-and-set) and its lock is released, so another worker can
+    /// claim it. A job changed meanwhile by someone else is left as it is.
+    pub async fn release(&self, mut claim: Claim) -> Result<()> {
+        claim.job.record.state = JobState::Requested;
+        claim.job.record.worker = None;
+        claim.job.record.result = Value::Null;
+        let outcome = match self.write(&mut claim).await {
+            Ok(()) => Ok(()),
+            Err(err) if err.is_bad_version() || err.is_no_node() => Ok(()),
+            Err(err) => Err(err),
+        };
+        claim.guard.release().await?;
+        outcome
+    }
+
     /// Deletes a job request (e.g. once the submitter read its result).
     pub async fn remove(&self, id: &str) -> Result<()> {
         match self.store.delete(&self.request_path(id), None).await {
@@ -328,5 +398,73 @@ impl JobQueue {
     pub async fn watch(&self) -> Result<Watch> {
         self.ensure_layout().await?;
         self.store.watch_children(&self.requests()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recipes::EventQueue;
+    use crate::{SqliteStore, StoreConfig};
+
+    async fn store(dir: &tempfile::TempDir) -> Arc<dyn Store> {
+        let config = StoreConfig::sqlite(dir.path().join("store.db"));
+        Arc::new(SqliteStore::open(&config).await.expect("open sqlite"))
+    }
+
+    #[tokio::test]
+    async fn complete_with_writes_the_event_and_the_state_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        let queue = JobQueue::new(store.clone(), "/q");
+        let events = EventQueue::new(store.clone(), "/events");
+        let id = queue.submit(&serde_json::json!({"n": 1})).await.unwrap();
+        let claim = queue.claim_next("w1").await.unwrap().expect("claimed");
+        let op = events.put_op(b"done".to_vec()).await.unwrap();
+        let (job, results) = queue
+            .complete_with(claim, serde_json::json!("ok"), vec![op])
+            .await
+            .unwrap();
+        assert_eq!(job.record.state, JobState::Completed);
+        assert!(matches!(&results[..], [OpResult::Created { .. }]));
+        let stored = queue.get(&id).await.unwrap().unwrap();
+        assert_eq!(stored, job);
+        assert_eq!(events.read().await.unwrap()[0].data, b"done");
+        // the lock is free again, but a completed job is not claimable
+        assert!(queue.claim(&id, "w2").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_failed_completion_writes_nothing_and_release_hands_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        let queue = JobQueue::new(store.clone(), "/q");
+        let events = EventQueue::new(store.clone(), "/events");
+        let id = queue.submit(&serde_json::json!({"n": 1})).await.unwrap();
+        let claim = queue.claim_next("w1").await.unwrap().expect("claimed");
+        // someone else changes the job behind the worker's back
+        let node = store.get(&queue.request_path(&id)).await.unwrap().unwrap();
+        store
+            .set(
+                &queue.request_path(&id),
+                &node.data,
+                Some(node.stat.version),
+            )
+            .await
+            .unwrap();
+        let op = events.put_op(b"done".to_vec()).await.unwrap();
+        let err = queue
+            .complete_with(claim, Value::Null, vec![op])
+            .await
+            .unwrap_err();
+        assert!(err.is_bad_version(), "{err}");
+        assert!(events.read().await.unwrap().is_empty());
+
+        // a fresh claim of another job, handed back, is claimable again
+        let id2 = queue.submit(&serde_json::json!({"n": 2})).await.unwrap();
+        let claim = queue.claim(&id2, "w1").await.unwrap().expect("claimed");
+        queue.release(claim).await.unwrap();
+        let again = queue.claim(&id2, "w2").await.unwrap().expect("reclaimed");
+        assert_eq!(again.job.record.worker.as_deref(), Some("w2"));
     }
 }
