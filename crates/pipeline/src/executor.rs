@@ -388,11 +388,17 @@ pub(crate) async fn serve<F, W>(
                 Err(error) => tracing::warn!(worker = %name, %error, "cannot watch the queue"),
             }
         }
-        let claimed = tokio::select! {
+        // Poll shutdown once, but never cancel a claim half-way: a dropped
+        // `claim_next` could leave a request locked and `running` by nobody.
+        let stop_now = tokio::select! {
             biased;
-            _ = &mut shutdown => return,
-            claimed = queue.claim_next(name) => claimed,
+            _ = &mut shutdown => true,
+            _ = std::future::ready(()) => false,
         };
+        if stop_now {
+            return;
+        }
+        let claimed = queue.claim_next(name).await;
         match claimed {
             Ok(Some(claim)) => {
                 let mut job = std::pin::pin!(work(claim, abort.clone()));

@@ -422,3 +422,46 @@ fn shutdown_hands_back_a_build_that_does_not_end_within_the_grace_period() {
         assert!(queue.claim(&id, "exec-2").await.unwrap().is_some());
     });
 }
+
+#[test]
+fn shutdown_finishes_a_build_that_ends_within_the_grace_period() {
+    let otlp = Otlp::start();
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    rt.block_on(async {
+        let store = open_store(&dir).await;
+        let layout = Layout::default();
+        let queue = JobQueue::new(store.clone(), layout.executor_queue());
+        let id = queue
+            .submit(&request("short", "sleep 1", 60, None))
+            .await
+            .unwrap();
+        let later = queue
+            .submit(&request("later", "true", 60, None))
+            .await
+            .unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let executor = Executor::new(config(), store.clone(), otlp.tracer(), "exec-1");
+        let task = tokio::spawn(executor.run(async {
+            let _ = stopped.await;
+        }));
+        let start = Instant::now();
+        while queue.get(&id).await.unwrap().unwrap().record.state != JobState::Running {
+            assert!(start.elapsed() < DEADLINE, "never claimed");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stop.send(()).unwrap();
+        task.await.unwrap();
+        let job = queue.get(&id).await.unwrap().unwrap();
+        assert_eq!(job.record.state, JobState::Completed);
+        assert_eq!(job.record.result["result"], "SUCCESS");
+        // nothing new is claimed after shutdown
+        let later = queue.get(&later).await.unwrap().unwrap();
+        assert_eq!(later.record.state, JobState::Requested);
+        let events = EventQueue::new(store.clone(), layout.result_events("check"));
+        assert_eq!(
+            build_results(&wait_results(&events, 1).await)["short"].0,
+            BuildResult::Success
+        );
+    });
+}
