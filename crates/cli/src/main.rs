@@ -1,9 +1,11 @@
 //! `dspans`: OpenTelemetry spans that outlive the process that started them.
 
 mod bench_spans;
+mod collector_cmd;
 mod export_args;
 mod span_cmd;
 mod store_cmd;
+mod view_cmd;
 
 use std::process::ExitCode;
 
@@ -29,6 +31,10 @@ enum Command {
     /// Save, restore and end spans from the shell (the saved JSON is the state).
     #[command(subcommand)]
     Span(span_cmd::SpanCommand),
+    /// Receive OTLP traces (gRPC and HTTP) into an OTLP-JSON lines file.
+    Collector(collector_cmd::CollectorArgs),
+    /// Show the traces of an OTLP-JSON lines file as waterfalls (terminal, --html).
+    View(view_cmd::ViewArgs),
     /// Inspect the coordination store (SQLite or ZooKeeper) named by a config file.
     #[command(subcommand)]
     Store(store_cmd::StoreCommand),
@@ -74,6 +80,8 @@ fn main() -> ExitCode {
                     .and_then(|m| m.subcommand().map(|(_, m)| m));
                 span_cmd::run(cmd, sub).await
             }
+            Command::Collector(args) => collector_cmd::run(args).await,
+            Command::View(args) => view_cmd::run(args),
             Command::Store(cmd) => store_cmd::run_store(cmd).await,
             Command::Bench(BenchCommand::Spans(args)) => bench_spans::run(&args),
             Command::Bench(BenchCommand::Store(args)) => store_cmd::run_bench_store(args).await,
