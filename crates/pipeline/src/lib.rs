@@ -36,6 +36,7 @@ pub mod lenient_context;
 pub mod merger;
 pub mod model;
 pub mod process;
+pub mod scheduler;
 
 pub use config::{Config, ConfigError};
 pub use layout::Layout;

@@ -73,6 +73,7 @@ fn buildset() -> BuildSet {
         state: BuildSetState::Building,
         items_ahead: vec![new_uuid()],
         merge_request: Some(new_uuid()),
+        merge_request_id: Some("job-0000000001".into()),
         merge_result: Some(MergeResult::Merged),
         jobs: vec!["unit".into(), "lint".into()],
         builds: BTreeMap::from([("unit".to_string(), new_uuid())]),

@@ -104,6 +104,10 @@ pub struct BuildSet {
     /// Uuid of the outstanding or last merge request.
     #[serde(default)]
     pub merge_request: Option<String>,
+    /// Id of that request in the merger queue (where its saved `Merge`
+    /// span waits for the result).
+    #[serde(default)]
+    pub merge_request_id: Option<String>,
     /// The merge result, once known.
     #[serde(default)]
     pub merge_result: Option<MergeResult>,

@@ -1,0 +1,423 @@
+//! Moving items along: merge, build, complete, report and dequeue; gate
+//! resets in dependent pipelines.
+
+use dspans_store::recipes::JobQueue;
+use dspans_store::StoreError;
+use durable_spans::Timestamp;
+
+use super::db::{self, create_op, delete_tree_ops, dir_op, StepError, Versioned};
+use super::{spans, trigger::new_buildset, Scheduler};
+use crate::config::Manager;
+use crate::layout::decode_name;
+use crate::model::{
+    new_uuid, Build, BuildReport, BuildRequest, BuildResult, BuildSet, BuildSetState, BuildState,
+    ChangeQueue, ItemResult, ItemState, MergeRequest, MergeResult, QueueItem, Report,
+};
+
+/// Bound on queue changes handled in one pass, so one busy queue cannot
+/// starve the others.
+const CHANGES_PER_PASS: usize = 64;
+
+pub(super) async fn manage_pipeline(s: &Scheduler, pipeline: &str) -> Result<(), StepError> {
+    let dependent = s
+        .config
+        .pipeline(pipeline)
+        .is_some_and(|p| p.manager == Manager::Dependent);
+    let names = match s.store.children(&s.layout.change_queues(pipeline)).await {
+        Ok(names) => names,
+        Err(StoreError::NoNode { .. }) => return Ok(()),
+        Err(error) => return Err(error.into()),
+    };
+    for segment in names {
+        let Ok(name) = decode_name(&segment) else {
+            continue;
+        };
+        for _ in 0..CHANGES_PER_PASS {
+            if !manage_queue(s, pipeline, &name, dependent).await? {
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One step over a change queue; `true` when something changed and the
+/// queue should be looked at again.
+async fn manage_queue(
+    s: &Scheduler,
+    pipeline: &str,
+    name: &str,
+    dependent: bool,
+) -> Result<bool, StepError> {
+    let queue_path = s.layout.change_queue(pipeline, name);
+    let Some(queue) = db::read::<ChangeQueue>(&s.store, &queue_path).await? else {
+        return Ok(false);
+    };
+    for (position, uuid) in queue.value.items.iter().enumerate() {
+        let Some(item) = db::read::<QueueItem>(&s.store, &s.layout.item(pipeline, uuid)).await?
+        else {
+            tracing::warn!(%pipeline, item = %uuid, "queue names a missing item; removing it");
+            let mut queue = queue.clone();
+            queue.value.items.retain(|u| u != uuid);
+            s.store.multi(&[queue.set_op()?]).await?;
+            return Ok(true);
+        };
+        let buildset_path = s
+            .layout
+            .buildset(pipeline, uuid, &item.value.current_buildset);
+        let Some(buildset) = db::read::<BuildSet>(&s.store, &buildset_path).await? else {
+            tracing::warn!(%pipeline, item = %uuid, "item has no current build set");
+            continue;
+        };
+        let changed = match buildset.value.state {
+            BuildSetState::New => {
+                request_merge(s, &queue.value, position, &item, buildset, dependent).await?
+            }
+            BuildSetState::Merging => merged(s, &item, buildset).await?,
+            BuildSetState::Building => builds_done(s, &item, buildset).await?,
+            BuildSetState::Completed => {
+                let result = buildset.value.result.unwrap_or(ItemResult::Error);
+                if !dependent || !result.is_success() || position == 0 {
+                    if dependent && !result.is_success() {
+                        reset_items_behind(s, &queue.value, position).await?;
+                    }
+                    report_and_dequeue(s, &queue, item, buildset, result).await?;
+                    return Ok(true);
+                }
+                false
+            }
+        };
+        if changed {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Asks a merger to merge the change, on top of the items ahead in a
+/// dependent pipeline. The `Merge` span is saved in the request.
+async fn request_merge(
+    s: &Scheduler,
+    queue: &ChangeQueue,
+    position: usize,
+    item: &Versioned<QueueItem>,
+    mut buildset: Versioned<BuildSet>,
+    dependent: bool,
+) -> Result<bool, StepError> {
+    let pipeline = item.value.pipeline.as_str();
+    let items_ahead: Vec<String> = if dependent {
+        queue.items[..position].to_vec()
+    } else {
+        Vec::new()
+    };
+    let mut changes = Vec::new();
+    for uuid in &items_ahead {
+        if let Some(ahead) = db::read::<QueueItem>(&s.store, &s.layout.item(pipeline, uuid)).await?
+        {
+            changes.push(ahead.value.change);
+        }
+    }
+    changes.push(item.value.change.clone());
+    let span = spans::start_child(
+        &s.tracer,
+        "Merge",
+        buildset.value.span_info.as_ref(),
+        Timestamp::now(),
+        Vec::new(),
+    );
+    let request = MergeRequest {
+        uuid: new_uuid(),
+        buildset_uuid: buildset.value.uuid.clone(),
+        item_uuid: item.value.uuid.clone(),
+        pipeline: pipeline.to_string(),
+        zuul_event_id: item.value.zuul_event_id.clone(),
+        changes,
+        span_context: span.as_ref().map(|info| info.span_context()),
+        span_info: span,
+    };
+    let requests = JobQueue::new(s.store.clone(), s.layout.merger_queue());
+    let id = requests.submit(&request).await?;
+    let b = &mut buildset.value;
+    b.state = BuildSetState::Merging;
+    b.merge_request = Some(request.uuid.clone());
+    b.merge_request_id = Some(id);
+    b.items_ahead = items_ahead;
+    let mut item = item.clone();
+    item.value.state = ItemState::Active;
+    s.store.multi(&[buildset.set_op()?, item.set_op()?]).await?;
+    Ok(true)
+}
+
+/// After the merge: request the builds, or complete on a failed merge.
+async fn merged(
+    s: &Scheduler,
+    item: &Versioned<QueueItem>,
+    mut buildset: Versioned<BuildSet>,
+) -> Result<bool, StepError> {
+    let Some(merge) = buildset.value.merge_result else {
+        return Ok(false);
+    };
+    let pipeline = item.value.pipeline.as_str();
+    if merge != MergeResult::Merged {
+        buildset.value.state = BuildSetState::Completed;
+        buildset.value.result = Some(match merge {
+            MergeResult::MergeConflict => ItemResult::MergeConflict,
+            _ => ItemResult::Error,
+        });
+        s.store.multi(&[buildset.set_op()?]).await?;
+        return Ok(true);
+    }
+    let requests = JobQueue::new(s.store.clone(), s.layout.executor_queue());
+    let mut ops = Vec::new();
+    for job_name in buildset.value.jobs.clone() {
+        let Some(job) = s.config.job(&job_name) else {
+            tracing::error!(job = %job_name, "job vanished from the config; skipped");
+            continue;
+        };
+        let execute_time = Timestamp::now();
+        let span = spans::start_child(
+            &s.tracer,
+            "Build",
+            buildset.value.span_info.as_ref(),
+            execute_time,
+            Vec::new(),
+        );
+        let mut build = Build {
+            uuid: new_uuid(),
+            job: job_name.clone(),
+            buildset_uuid: buildset.value.uuid.clone(),
+            item_uuid: item.value.uuid.clone(),
+            pipeline: pipeline.to_string(),
+            zuul_event_id: item.value.zuul_event_id.clone(),
+            state: BuildState::Requested,
+            execute_time,
+            request_id: None,
+            retry: 0,
+            executor: None,
+            start_time: None,
+            end_time: None,
+            exit_code: None,
+            result: None,
+            span_info: span,
+        };
+        let request = BuildRequest {
+            build_uuid: build.uuid.clone(),
+            job: job_name.clone(),
+            run: job.run.clone(),
+            timeout_s: job.timeout_s,
+            pipeline: pipeline.to_string(),
+            change: item.value.change.clone(),
+            buildset_uuid: buildset.value.uuid.clone(),
+            item_uuid: item.value.uuid.clone(),
+            zuul_event_id: item.value.zuul_event_id.clone(),
+            retry: 0,
+            span_context: build.span_info.as_ref().map(|info| info.span_context()),
+        };
+        build.request_id = Some(requests.submit(&request).await?);
+        let path = s.layout.build(
+            pipeline,
+            &item.value.uuid,
+            &buildset.value.uuid,
+            &build.uuid,
+        );
+        ops.push(create_op(&path, &build)?);
+        buildset.value.builds.insert(job_name, build.uuid);
+    }
+    buildset.value.state = if buildset.value.builds.is_empty() {
+        buildset.value.result = Some(ItemResult::Success);
+        BuildSetState::Completed
+    } else {
+        BuildSetState::Building
+    };
+    ops.push(buildset.set_op()?);
+    s.store.multi(&ops).await?;
+    Ok(true)
+}
+
+/// Completes the build set once every build has its result.
+async fn builds_done(
+    s: &Scheduler,
+    item: &Versioned<QueueItem>,
+    mut buildset: Versioned<BuildSet>,
+) -> Result<bool, StepError> {
+    let pipeline = item.value.pipeline.as_str();
+    let mut all_success = true;
+    for uuid in buildset.value.builds.values() {
+        let path = s
+            .layout
+            .build(pipeline, &item.value.uuid, &buildset.value.uuid, uuid);
+        match db::read::<Build>(&s.store, &path)
+            .await?
+            .and_then(|b| b.value.result)
+        {
+            None => return Ok(false),
+            Some(result) => all_success &= result == BuildResult::Success,
+        }
+    }
+    buildset.value.state = BuildSetState::Completed;
+    buildset.value.result = Some(if all_success {
+        ItemResult::Success
+    } else {
+        ItemResult::Failure
+    });
+    s.store.multi(&[buildset.set_op()?]).await?;
+    Ok(true)
+}
+
+/// Gate reset: every item behind `position` that was tested on top of the
+/// failing item gets a new build set (linked to its old one, whose span
+/// ends with result RESET).
+async fn reset_items_behind(
+    s: &Scheduler,
+    queue: &ChangeQueue,
+    position: usize,
+) -> Result<(), StepError> {
+    let failing = &queue.items[position];
+    let pipeline = queue.pipeline.as_str();
+    for uuid in &queue.items[position + 1..] {
+        let Some(mut item) =
+            db::read::<QueueItem>(&s.store, &s.layout.item(pipeline, uuid)).await?
+        else {
+            continue;
+        };
+        let old_path = s
+            .layout
+            .buildset(pipeline, uuid, &item.value.current_buildset);
+        let Some(mut old) = db::read::<BuildSet>(&s.store, &old_path).await? else {
+            continue;
+        };
+        if !old.value.items_ahead.contains(failing) && old.value.state != BuildSetState::New {
+            continue;
+        }
+        let new = new_buildset(
+            s,
+            pipeline,
+            uuid,
+            &item.value.zuul_event_id,
+            old.value.jobs.clone(),
+            item.value.span_info.as_ref(),
+            Some(&old.value),
+        );
+        old.value.state = BuildSetState::Completed;
+        old.value.result = Some(ItemResult::Reset);
+        item.value.current_buildset = new.uuid.clone();
+        item.value.previous_buildset = Some(old.value.uuid.clone());
+        item.value.resets += 1;
+        item.value.state = ItemState::Queued;
+        let ops = vec![
+            old.set_op()?,
+            create_op(&s.layout.buildset(pipeline, uuid, &new.uuid), &new)?,
+            dir_op(&s.layout.builds(pipeline, uuid, &new.uuid)),
+            item.set_op()?,
+        ];
+        s.store.multi(&ops).await?;
+        spans::end_buildset(&s.tracer, &old.value, ItemResult::Reset.as_str());
+        tracing::info!(%pipeline, item = %uuid, old = %old.value.uuid, new = %new.uuid, "gate reset");
+    }
+    Ok(())
+}
+
+/// Writes the report, removes the item (one atomic write), then ends its
+/// spans: builds of replaced build sets still running are CANCELED.
+async fn report_and_dequeue(
+    s: &Scheduler,
+    queue: &Versioned<ChangeQueue>,
+    mut item: Versioned<QueueItem>,
+    buildset: Versioned<BuildSet>,
+    result: ItemResult,
+) -> Result<(), StepError> {
+    let pipeline = item.value.pipeline.clone();
+    let item_path = s.layout.item(&pipeline, &item.value.uuid);
+    let mut builds = Vec::new();
+    let mut canceled = Vec::new();
+    for segment in s
+        .store
+        .children(&s.layout.buildsets(&pipeline, &item.value.uuid))
+        .await?
+    {
+        let Ok(bs_uuid) = decode_name(&segment) else {
+            continue;
+        };
+        let path = s.layout.builds(&pipeline, &item.value.uuid, &bs_uuid);
+        let children = match s.store.children(&path).await {
+            Ok(children) => children,
+            Err(StoreError::NoNode { .. }) => continue,
+            Err(error) => return Err(error.into()),
+        };
+        for build_segment in children {
+            let Some(build) =
+                db::read::<Build>(&s.store, &format!("{path}/{build_segment}")).await?
+            else {
+                continue;
+            };
+            if bs_uuid == buildset.value.uuid {
+                builds.push(build.value);
+            } else if build.value.result.is_none() {
+                canceled.push(build.value);
+            }
+        }
+    }
+    let now = Timestamp::now();
+    let report = Report {
+        item_uuid: item.value.uuid.clone(),
+        pipeline: pipeline.clone(),
+        change: item.value.change.clone(),
+        zuul_event_id: item.value.zuul_event_id.clone(),
+        buildset_uuid: buildset.value.uuid.clone(),
+        result,
+        builds: buildset
+            .value
+            .jobs
+            .iter()
+            .filter_map(|job| builds.iter().find(|b| &b.job == job))
+            .map(|b| BuildReport {
+                job: b.job.clone(),
+                uuid: b.uuid.clone(),
+                result: b.result.unwrap_or(BuildResult::Error),
+                retry: b.retry,
+            })
+            .collect(),
+        enqueue_time: item.value.enqueue_time,
+        report_time: now,
+        message: format!(
+            "{} {} in {}",
+            item.value.change.short(),
+            result.as_str(),
+            pipeline
+        ),
+    };
+    let mut queue = queue.clone();
+    queue.value.items.retain(|u| u != &item.value.uuid);
+    let mut ops = delete_tree_ops(&s.store, &item_path).await?;
+    ops.push(queue.set_op()?);
+    ops.push(create_op(
+        &s.layout.report(&pipeline, &item.value.uuid),
+        &report,
+    )?);
+    s.store.multi(&ops).await?;
+
+    for build in &canceled {
+        spans::end_build(
+            &s.tracer,
+            build,
+            BuildResult::Canceled.as_str(),
+            BuildResult::Canceled.cicd_result(),
+        );
+    }
+    spans::end_buildset(&s.tracer, &buildset.value, result.as_str());
+    item.value.result = Some(result);
+    spans::end_queue_item(
+        &s.tracer,
+        &item.value,
+        result.as_str(),
+        result.cicd_result(),
+    );
+    let jobs: Vec<String> = report
+        .builds
+        .iter()
+        .map(|b| format!("{}={}", b.job, b.result.as_str()))
+        .collect();
+    tracing::info!(%pipeline, item = %item.value.uuid, change = %item.value.change.short(),
+        result = %result.as_str(), builds = %jobs.join(","), "reported");
+    Ok(())
+}

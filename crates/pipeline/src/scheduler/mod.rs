@@ -1,0 +1,150 @@
+//! The scheduler: turns trigger events into queue items, asks mergers and
+//! executors for work, and ends the spans of what finished.
+//!
+//! Any number of schedulers run at once. A pipeline is processed only by the
+//! scheduler holding its lock (`Layout::pipeline_lock`); when that scheduler
+//! dies its session ends, the lock is freed, and another one takes over from
+//! whatever is in the store: every decision is written back before the next
+//! one is made, so nothing lives only in a scheduler's memory.
+//!
+//! Span data rides in the objects the pipeline writes anyway: the
+//! `QueueItem`, `BuildSet` and `Build` spans are saved in those objects, the
+//! `Merge` span in the merge request. A span is ended only after the store
+//! accepted the write that records its end (a compare-and-set), so two
+//! schedulers never both end it.
+//!
+//! Executors that die leave their request claimed but unlocked; the
+//! scheduler hands such requests back to the queue and another executor
+//! retries the build (see `JobQueue::requeue_orphans`).
+
+mod db;
+mod manage;
+mod results;
+mod spans;
+mod trigger;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dspans_store::recipes::{JobQueue, Lock, LockGuard};
+use dspans_store::Store;
+use durable_spans::DurableTracer;
+
+pub use db::StepError;
+pub use trigger::enqueue;
+
+use crate::{Config, Layout};
+
+/// How often a scheduler looks for new events and work. Events are small
+/// and queues are short, so polling keeps the protocol the same on both
+/// store backends.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// A scheduler process's state.
+pub struct Scheduler {
+    config: Arc<Config>,
+    store: Arc<dyn Store>,
+    tracer: DurableTracer,
+    layout: Layout,
+    name: String,
+}
+
+impl Scheduler {
+    /// A scheduler named `name` (its lock holder id in the store).
+    pub fn new(
+        config: impl Into<Arc<Config>>,
+        store: Arc<dyn Store>,
+        tracer: DurableTracer,
+        name: impl Into<String>,
+    ) -> Scheduler {
+        Scheduler {
+            config: config.into(),
+            store,
+            tracer,
+            layout: Layout::default(),
+            name: name.into(),
+        }
+    }
+
+    /// Uses another store layout (tests).
+    pub fn with_layout(mut self, layout: Layout) -> Scheduler {
+        self.layout = layout;
+        self
+    }
+
+    /// Processes the pipelines it can lock until `shutdown` resolves, then
+    /// releases its locks. Work is persisted step by step, so stopping at
+    /// any point hands everything over intact.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut held: BTreeMap<String, LockGuard> = BTreeMap::new();
+        tracing::info!(scheduler = %self.name, "scheduler started");
+        loop {
+            self.pass(&mut held).await;
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = tokio::time::sleep(POLL_INTERVAL) => {}
+            }
+        }
+        for (pipeline, guard) in held {
+            if let Err(error) = guard.release().await {
+                tracing::warn!(%pipeline, %error, "could not release the pipeline lock");
+            }
+        }
+        tracing::info!(scheduler = %self.name, "scheduler stopped");
+    }
+
+    /// One round: take free pipeline locks, then process every pipeline held.
+    async fn pass(&self, held: &mut BTreeMap<String, LockGuard>) {
+        held.retain(|pipeline, guard| {
+            let keep = guard.is_held();
+            if !keep {
+                tracing::warn!(scheduler = %self.name, %pipeline, "lost the pipeline lock");
+            }
+            keep
+        });
+        for pipeline in &self.config.pipelines {
+            if held.contains_key(&pipeline.name) {
+                continue;
+            }
+            let lock = Lock::new(
+                self.store.clone(),
+                self.layout.pipeline_lock(&pipeline.name),
+            );
+            match lock.try_acquire(self.name.as_bytes()).await {
+                Ok(Some(guard)) => {
+                    tracing::info!(scheduler = %self.name, pipeline = %pipeline.name, "processing pipeline");
+                    held.insert(pipeline.name.clone(), guard);
+                }
+                Ok(None) => {}
+                Err(error) => tracing::warn!(%error, "cannot take a pipeline lock"),
+            }
+        }
+        if held.is_empty() {
+            return;
+        }
+        for queue in [self.layout.executor_queue(), self.layout.merger_queue()] {
+            let queue = JobQueue::new(self.store.clone(), queue);
+            match queue.requeue_orphans().await {
+                Ok(ids) if !ids.is_empty() => {
+                    tracing::warn!(requests = ?ids, "requests of dead workers handed back for a retry")
+                }
+                Ok(_) => {}
+                Err(error) => tracing::debug!(%error, "cannot look for orphaned requests"),
+            }
+        }
+        for pipeline in held.keys() {
+            if let Err(error) = self.process(pipeline).await {
+                tracing::warn!(scheduler = %self.name, %pipeline, %error, "pipeline step failed; retrying");
+            }
+        }
+    }
+
+    async fn process(&self, pipeline: &str) -> Result<(), StepError> {
+        trigger::process_trigger_events(self, pipeline).await?;
+        results::process_result_events(self, pipeline).await?;
+        manage::manage_pipeline(self, pipeline).await
+    }
+}

@@ -1,0 +1,103 @@
+//! The scheduler's spans: which are saved, their parents, links and the
+//! attributes they end with (DESIGN.md's span catalogue).
+
+use durable_spans::{
+    DurableTracer, EndOptions, SavedSpanOptions, SpanContext, SpanInfo, Timestamp,
+};
+use opentelemetry::trace::{Link, TraceContextExt as _};
+use opentelemetry::{Array, Context, KeyValue, StringValue, Value};
+
+use crate::model::{Build, BuildSet, ChangeRef, QueueItem};
+
+/// A link to a saved context with one attribute.
+pub fn link(ctx: &SpanContext, key: &'static str, value: String) -> Link {
+    Link::new(ctx.to_otel(true), vec![KeyValue::new(key, value)], 0)
+}
+
+/// Starts a saved span as a child of `parent` (nothing, or a saved span).
+pub fn start_child(
+    tracer: &DurableTracer,
+    name: &str,
+    parent: Option<&SpanInfo>,
+    start: Timestamp,
+    links: Vec<Link>,
+) -> Option<SpanInfo> {
+    let cx = match parent {
+        Some(info) => Context::new().with_span(tracer.restore(Some(info))),
+        None => Context::new(),
+    };
+    let mut options = SavedSpanOptions::new().parent(cx).start_time(start);
+    options.links = links;
+    // No start attributes are given, so starting cannot be refused.
+    tracer.start_saved_span(name, options).ok()
+}
+
+fn strings(values: impl IntoIterator<Item = String>) -> Value {
+    Value::Array(Array::String(
+        values.into_iter().map(StringValue::from).collect(),
+    ))
+}
+
+/// QueueItem end attributes.
+pub fn end_queue_item(tracer: &DurableTracer, item: &QueueItem, result: &str, cicd_result: &str) {
+    let change: &ChangeRef = &item.change;
+    let attributes = vec![
+        KeyValue::new("zuul_event_id", item.zuul_event_id.clone()),
+        KeyValue::new("zuul_tenant", "default"),
+        KeyValue::new("zuul_pipeline", item.pipeline.clone()),
+        KeyValue::new("ref_project", strings([change.project.clone()])),
+        KeyValue::new("ref_number", strings([change.number.to_string()])),
+        KeyValue::new("ref_patchset", strings([change.patchset.to_string()])),
+        KeyValue::new("cicd.pipeline.name", item.pipeline.clone()),
+        KeyValue::new("cicd.pipeline.result", cicd_result.to_string()),
+        KeyValue::new("result", result.to_string()),
+    ];
+    tracer.end_saved_span(
+        item.span_info.as_ref(),
+        EndOptions::new().attributes(attributes),
+    );
+}
+
+/// BuildSet end attributes.
+pub fn end_buildset(tracer: &DurableTracer, buildset: &BuildSet, result: &str) {
+    let attributes = vec![KeyValue::new("result", result.to_string())];
+    tracer.end_saved_span(
+        buildset.span_info.as_ref(),
+        EndOptions::new().attributes(attributes),
+    );
+}
+
+/// Build end attributes.
+pub fn end_build(tracer: &DurableTracer, build: &Build, result: &str, cicd_result: &str) {
+    let attributes = vec![
+        KeyValue::new("uuid", build.uuid.clone()),
+        KeyValue::new("job", build.job.clone()),
+        KeyValue::new("buildset_uuid", build.buildset_uuid.clone()),
+        KeyValue::new("zuul_event_id", build.zuul_event_id.clone()),
+        KeyValue::new("result", result.to_string()),
+        KeyValue::new("cicd.pipeline.task.name", build.job.clone()),
+        KeyValue::new("cicd.pipeline.task.run.result", cicd_result.to_string()),
+    ];
+    tracer.end_saved_span(
+        build.span_info.as_ref(),
+        EndOptions::new().attributes(attributes),
+    );
+}
+
+/// Merge end attributes.
+pub fn end_merge(
+    tracer: &DurableTracer,
+    span: Option<&SpanInfo>,
+    uuid: &str,
+    buildset_uuid: &str,
+    zuul_event_id: &str,
+    result: &str,
+) {
+    let attributes = vec![
+        KeyValue::new("uuid", uuid.to_string()),
+        KeyValue::new("buildset_uuid", buildset_uuid.to_string()),
+        KeyValue::new("zuul_event_id", zuul_event_id.to_string()),
+        KeyValue::new("result", result.to_string()),
+    ];
+    tracer.end_saved_span(span, EndOptions::new().attributes(attributes));
+}

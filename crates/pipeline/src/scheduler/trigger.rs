@@ -1,0 +1,235 @@
+//! Trigger events: written by `dspans enqueue`, turned into queue items.
+
+use std::sync::Arc;
+
+use dspans_store::recipes::EventQueue;
+use dspans_store::{Op, Store};
+use durable_spans::{span_context_of, DurableTracer, SpanContext, Timestamp};
+use opentelemetry::trace::{Span as _, TraceContextExt as _, Tracer as _};
+use opentelemetry::{Context, KeyValue};
+
+use super::db::{self, create_op, dir_op, StepError};
+use super::{spans, Scheduler};
+use crate::model::{
+    new_uuid, BuildSet, BuildSetState, ChangeQueue, ChangeRef, ItemState, QueueItem, StoredObject,
+    TriggerEvent,
+};
+use crate::Layout;
+
+/// Writes a trigger event asking to enqueue `change` into `pipeline`, under
+/// a `TriggerEvent` span (ended once the event is queued) whose context the
+/// event carries. Returns the event id (`zuul_event_id`).
+pub async fn enqueue(
+    store: &Arc<dyn Store>,
+    layout: &Layout,
+    tracer: &DurableTracer,
+    pipeline: &str,
+    change: ChangeRef,
+) -> Result<String, StepError> {
+    let zuul_event_id = new_uuid();
+    let mut span = tracer
+        .tracer()
+        .start_with_context("TriggerEvent", &Context::new());
+    let event = TriggerEvent {
+        zuul_event_id: zuul_event_id.clone(),
+        pipeline: pipeline.to_string(),
+        change,
+        timestamp: Timestamp::now(),
+        span_context: Some(span_context_of(&span)).filter(SpanContext::is_valid),
+    };
+    let queue = EventQueue::new(store.clone(), layout.trigger_events());
+    queue.put(&event.to_json()?).await?;
+    span.set_attribute(KeyValue::new("zuul_event_id", zuul_event_id.clone()));
+    span.end();
+    Ok(zuul_event_id)
+}
+
+pub(super) async fn process_trigger_events(s: &Scheduler, pipeline: &str) -> Result<(), StepError> {
+    let queue = EventQueue::new(s.store.clone(), s.layout.trigger_events());
+    for event in queue.read().await? {
+        let trigger = match TriggerEvent::from_json(&event.data) {
+            Ok(trigger) => trigger,
+            Err(error) => {
+                tracing::error!(event = %event.id, %error, "dropping an unreadable trigger event");
+                queue.delete(&event).await?;
+                continue;
+            }
+        };
+        if trigger.pipeline != pipeline {
+            continue;
+        }
+        let event_path = format!("{}/{}", queue.root(), event.id);
+        enqueue_item(s, &trigger, &event_path).await?;
+    }
+    Ok(())
+}
+
+/// Creates the item, its first build set and its place in the change queue,
+/// and deletes the trigger event, in one atomic write.
+async fn enqueue_item(
+    s: &Scheduler,
+    trigger: &TriggerEvent,
+    event_path: &str,
+) -> Result<(), StepError> {
+    let pipeline = trigger.pipeline.as_str();
+    let mut processing = s
+        .tracer
+        .tracer()
+        .start_with_context("EventProcessing", &Context::new());
+    if let Some(ctx) = &trigger.span_context {
+        processing.add_link(
+            ctx.to_otel(true),
+            vec![KeyValue::new("rel", "TriggerEvent")],
+        );
+    }
+    processing.set_attribute(KeyValue::new("pipeline", pipeline.to_string()));
+    let processing = Context::new().with_span(processing);
+    let result = enqueue_item_in(s, trigger, event_path, &processing).await;
+    if let Err(error) = &result {
+        processing
+            .span()
+            .set_status(opentelemetry::trace::Status::error(error.to_string()));
+    }
+    processing.span().end();
+    result
+}
+
+async fn enqueue_item_in(
+    s: &Scheduler,
+    trigger: &TriggerEvent,
+    event_path: &str,
+    processing: &Context,
+) -> Result<(), StepError> {
+    let pipeline = trigger.pipeline.as_str();
+    let project = trigger.change.project.as_str();
+    let (Some(queue_name), Some(jobs)) = (
+        s.config.change_queue(pipeline, project),
+        s.config.jobs_for(project, pipeline),
+    ) else {
+        tracing::warn!(%pipeline, %project, event = %trigger.zuul_event_id,
+            "project is not in this pipeline; event dropped");
+        s.store.delete(event_path, None).await?;
+        return Ok(());
+    };
+    let layout = &s.layout;
+    s.store.create_all(&layout.items(pipeline), b"").await?;
+    s.store.create_all(&layout.reports(pipeline), b"").await?;
+    let queue_path = layout.change_queue(pipeline, &queue_name);
+    if s.store.exists(&queue_path).await?.is_none() {
+        let empty = ChangeQueue {
+            pipeline: pipeline.to_string(),
+            name: queue_name.clone(),
+            items: Vec::new(),
+        };
+        s.store
+            .create_all(&layout.change_queues(pipeline), b"")
+            .await?;
+        match s
+            .store
+            .create(
+                &queue_path,
+                &empty.to_json()?,
+                dspans_store::CreateMode::Persistent,
+            )
+            .await
+        {
+            Ok(_) | Err(dspans_store::StoreError::NodeExists { .. }) => {}
+            Err(error) => return Err(error.into()),
+        }
+    }
+    let Some(mut queue) = db::read::<ChangeQueue>(&s.store, &queue_path).await? else {
+        return Ok(());
+    };
+
+    let enqueue_time = Timestamp::now();
+    let processing_ctx = SpanContext::from_otel(processing.span().span_context());
+    let links = if processing_ctx.is_valid() {
+        vec![spans::link(
+            &processing_ctx,
+            "rel",
+            "EventProcessing".to_string(),
+        )]
+    } else {
+        Vec::new()
+    };
+    let item_span = spans::start_child(&s.tracer, "QueueItem", None, enqueue_time, links);
+    let item_uuid = new_uuid();
+    let buildset = new_buildset(
+        s,
+        pipeline,
+        &item_uuid,
+        &trigger.zuul_event_id,
+        jobs.iter().map(|j| j.name.clone()).collect(),
+        item_span.as_ref(),
+        None,
+    );
+    let item = QueueItem {
+        uuid: item_uuid.clone(),
+        pipeline: pipeline.to_string(),
+        queue: queue_name,
+        change: trigger.change.clone(),
+        zuul_event_id: trigger.zuul_event_id.clone(),
+        enqueue_time,
+        state: ItemState::Queued,
+        current_buildset: buildset.uuid.clone(),
+        previous_buildset: None,
+        resets: 0,
+        result: None,
+        report_time: None,
+        span_info: item_span,
+    };
+    queue.value.items.push(item_uuid.clone());
+    let item_path = layout.item(pipeline, &item_uuid);
+    let buildset_path = layout.buildset(pipeline, &item_uuid, &buildset.uuid);
+    let ops: Vec<Op> = vec![
+        create_op(&item_path, &item)?,
+        dir_op(&layout.buildsets(pipeline, &item_uuid)),
+        create_op(&buildset_path, &buildset)?,
+        dir_op(&layout.builds(pipeline, &item_uuid, &buildset.uuid)),
+        queue.set_op()?,
+        Op::delete(event_path, None),
+    ];
+    s.store.multi(&ops).await?;
+    tracing::info!(%pipeline, item = %item_uuid, change = %item.change.short(),
+        event = %item.zuul_event_id, "item enqueued");
+    Ok(())
+}
+
+/// A new build set for an item, with its span started as a child of the
+/// item's span (and linked to the build set it replaces after a reset).
+pub(super) fn new_buildset(
+    s: &Scheduler,
+    pipeline: &str,
+    item_uuid: &str,
+    zuul_event_id: &str,
+    jobs: Vec<String>,
+    item_span: Option<&durable_spans::SpanInfo>,
+    previous: Option<&BuildSet>,
+) -> BuildSet {
+    let links = previous
+        .and_then(|old| old.span_info.as_ref())
+        .map(|info| {
+            vec![spans::link(
+                &info.span_context(),
+                "previous_buildset",
+                previous.map(|p| p.uuid.clone()).unwrap_or_default(),
+            )]
+        })
+        .unwrap_or_default();
+    BuildSet {
+        uuid: new_uuid(),
+        item_uuid: item_uuid.to_string(),
+        pipeline: pipeline.to_string(),
+        zuul_event_id: zuul_event_id.to_string(),
+        state: BuildSetState::New,
+        items_ahead: Vec::new(),
+        merge_request: None,
+        merge_request_id: None,
+        merge_result: None,
+        jobs,
+        builds: Default::default(),
+        previous_buildset: previous.map(|p| p.uuid.clone()),
+        result: None,
+        span_info: spans::start_child(&s.tracer, "BuildSet", item_span, Timestamp::now(), links),
+    }
+}

@@ -1,0 +1,364 @@
+//! A scheduler, an executor and a merger against a SQLite store and a real
+//! OTLP receiver: items go through a gate pipeline, each gives one trace
+//! with the catalogue's parents, and a failing change resets the item
+//! behind it.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dspans_otlp::proto::trace::v1::Span;
+use dspans_otlp::receiver::{MemorySink, Receiver, RunningReceiver};
+use dspans_otlp::{build_exporter, ExportOptions, Protocol};
+use dspans_pipeline::executor::Executor;
+use dspans_pipeline::merger::Merger;
+use dspans_pipeline::model::{ChangeRef, ItemResult, Report, StoredObject};
+use dspans_pipeline::scheduler::{enqueue, Scheduler};
+use dspans_pipeline::{Config, Layout};
+use dspans_store::Store;
+use durable_spans::DurableTracer;
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+struct Otlp {
+    runtime: tokio::runtime::Runtime,
+    running: Option<RunningReceiver>,
+    sink: MemorySink,
+    endpoint: String,
+}
+
+impl Otlp {
+    fn start() -> Otlp {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let sink = MemorySink::new();
+        let running = runtime
+            .block_on(
+                Receiver::builder()
+                    .grpc("127.0.0.1:0".parse().unwrap())
+                    .start(sink.clone()),
+            )
+            .unwrap();
+        let endpoint = running.grpc_endpoint().unwrap();
+        Otlp {
+            runtime,
+            running: Some(running),
+            sink,
+            endpoint,
+        }
+    }
+
+    fn tracer(&self, service: &str) -> DurableTracer {
+        let options = ExportOptions {
+            enabled: true,
+            protocol: Protocol::Grpc,
+            endpoint: Some(self.endpoint.clone()),
+            ..ExportOptions::default()
+        };
+        DurableTracer::builder("dspans")
+            .service_name(service)
+            .with_simple_exporter(build_exporter(&options).unwrap())
+            .build()
+    }
+}
+
+impl Drop for Otlp {
+    fn drop(&mut self) {
+        if let Some(running) = self.running.take() {
+            let _ = self.runtime.block_on(running.shutdown());
+        }
+    }
+}
+
+fn config(dir: &std::path::Path, run: &str) -> Config {
+    let text = format!(
+        r#"
+        [store]
+        backend = "sqlite"
+        path = "{}/dspans.db"
+
+        [[pipeline]]
+        name = "gate"
+        manager = "dependent"
+
+        [[job]]
+        name = "unit"
+        run = '{run}'
+        timeout_s = 30
+
+        [[job]]
+        name = "lint"
+        run = "true"
+        timeout_s = 30
+
+        [[project]]
+        name = "org/project"
+        gate = ["unit", "lint"]
+        "#,
+        dir.display()
+    );
+    text.parse().unwrap()
+}
+
+/// Runs the three components until `n` items are reported; returns the reports.
+async fn run_pipeline(config: Config, otlp: &Otlp, changes: &[u64]) -> Vec<Report> {
+    let store: Arc<dyn Store> = dspans_store::open(&config.store).await.unwrap();
+    let layout = Layout::default();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let mut tasks = Vec::new();
+    let scheduler = Scheduler::new(
+        config.clone(),
+        store.clone(),
+        otlp.tracer("scheduler"),
+        "scheduler-a",
+    );
+    tasks.push(tokio::spawn(scheduler.run(wait(stopped.clone()))));
+    let executor = Executor::new(
+        config.clone(),
+        store.clone(),
+        otlp.tracer("executor"),
+        "executor-1",
+    );
+    tasks.push(tokio::spawn(executor.run(wait(stopped.clone()))));
+    let merger = Merger::new(
+        config.clone(),
+        store.clone(),
+        otlp.tracer("merger"),
+        "merger-1",
+    );
+    tasks.push(tokio::spawn(merger.run(wait(stopped.clone()))));
+
+    let client = otlp.tracer("enqueue");
+    for &number in changes {
+        let change = ChangeRef {
+            project: "org/project".into(),
+            number,
+            patchset: 1,
+            branch: "main".into(),
+        };
+        enqueue(&store, &layout, &client, "gate", change)
+            .await
+            .unwrap();
+    }
+    let started = Instant::now();
+    let reports = loop {
+        let names = store
+            .children(&layout.reports("gate"))
+            .await
+            .unwrap_or_default();
+        if names.len() >= changes.len() {
+            let mut reports = Vec::new();
+            for name in names {
+                let node = store
+                    .get(&format!("{}/{name}", layout.reports("gate")))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                reports.push(Report::from_json(&node.data).unwrap());
+            }
+            break reports;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "only {} of {} items reported",
+            names.len(),
+            changes.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    stop.send(true).unwrap();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    reports
+}
+
+fn spans_by_name(spans: &[Span]) -> HashMap<&str, Vec<&Span>> {
+    let mut map: HashMap<&str, Vec<&Span>> = HashMap::new();
+    for span in spans {
+        map.entry(span.name.as_str()).or_default().push(span);
+    }
+    map
+}
+
+fn parent<'a>(spans: &'a [Span], child: &Span) -> &'a Span {
+    spans
+        .iter()
+        .find(|s| s.span_id == child.parent_span_id && s.trace_id == child.trace_id)
+        .unwrap_or_else(|| panic!("{} has no exported parent", child.name))
+}
+
+#[test]
+fn three_changes_through_the_gate_give_one_trace_each() {
+    let otlp = Otlp::start();
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .unwrap();
+    let reports = runtime.block_on(run_pipeline(config(dir.path(), "true"), &otlp, &[1, 2, 3]));
+    assert_eq!(reports.len(), 3);
+    assert!(
+        reports.iter().all(|r| r.result == ItemResult::Success),
+        "{reports:?}"
+    );
+
+    // Per item: QueueItem, BuildSet, Merge, MergerJob, 2 x (Build,
+    // JobExecution, JobRun); plus TriggerEvent and EventProcessing.
+    let spans = otlp
+        .runtime
+        .block_on(otlp.sink.wait_for_spans(36, DEADLINE))
+        .unwrap();
+    let ids: HashSet<&Vec<u8>> = spans.iter().map(|s| &s.span_id).collect();
+    assert_eq!(ids.len(), spans.len(), "every span exported once");
+    let by_name = spans_by_name(&spans);
+    let count = |name: &str| by_name.get(name).map_or(0, Vec::len);
+    for (name, want) in [
+        ("QueueItem", 3),
+        ("BuildSet", 3),
+        ("Merge", 3),
+        ("MergerJob", 3),
+        ("Build", 6),
+        ("JobExecution", 6),
+        ("JobRun", 6),
+        ("TriggerEvent", 3),
+        ("EventProcessing", 3),
+    ] {
+        assert_eq!(count(name), want, "{name} spans");
+    }
+    let mut traces = BTreeMap::new();
+    for item in &by_name["QueueItem"] {
+        assert!(item.parent_span_id.is_empty(), "QueueItem is a root");
+        traces.insert(item.trace_id.clone(), item);
+    }
+    let within = |child: &Span, parent: &Span| {
+        assert!(
+            child.start_time_unix_nano >= parent.start_time_unix_nano
+                && child.end_time_unix_nano <= parent.end_time_unix_nano,
+            "{} lies within {}",
+            child.name,
+            parent.name
+        );
+    };
+    for (name, parent_name) in [
+        ("BuildSet", "QueueItem"),
+        ("Merge", "BuildSet"),
+        ("Build", "BuildSet"),
+        ("MergerJob", "Merge"),
+        ("JobExecution", "Build"),
+        ("JobRun", "JobExecution"),
+    ] {
+        for span in &by_name[name] {
+            let p = parent(&spans, span);
+            assert_eq!(p.name, parent_name, "parent of {name}");
+            assert!(
+                traces.contains_key(&span.trace_id),
+                "{name} is in an item's trace"
+            );
+            within(span, p);
+        }
+    }
+    let attr = |span: &Span, key: &str| {
+        span.attributes
+            .iter()
+            .find(|kv| kv.key == key)
+            .map(|kv| format!("{:?}", kv.value))
+    };
+    for item in &by_name["QueueItem"] {
+        for key in [
+            "zuul_event_id",
+            "zuul_pipeline",
+            "ref_project",
+            "ref_number",
+            "ref_patchset",
+            "cicd.pipeline.name",
+            "cicd.pipeline.result",
+        ] {
+            assert!(attr(item, key).is_some(), "QueueItem has {key}");
+        }
+        assert_eq!(
+            item.links.len(),
+            1,
+            "QueueItem links to its event processing"
+        );
+    }
+    for build in &by_name["Build"] {
+        for key in [
+            "uuid",
+            "job",
+            "buildset_uuid",
+            "zuul_event_id",
+            "result",
+            "cicd.pipeline.task.name",
+            "cicd.pipeline.task.run.result",
+        ] {
+            assert!(attr(build, key).is_some(), "Build has {key}");
+        }
+    }
+}
+
+#[test]
+fn a_failing_change_ahead_resets_the_item_behind() {
+    let otlp = Otlp::start();
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .unwrap();
+    // Change 1 fails its unit job (slowly, so change 2 is already building
+    // on top of it); change 2 passes.
+    let run = r#"if [ "$DSPANS_CHANGE" = 1 ]; then sleep 1; exit 1; fi"#;
+    let reports = runtime.block_on(run_pipeline(config(dir.path(), run), &otlp, &[1, 2]));
+    let result = |n: u64| {
+        reports
+            .iter()
+            .find(|r| r.change.number == n)
+            .unwrap()
+            .result
+    };
+    assert_eq!(result(1), ItemResult::Failure);
+    assert_eq!(result(2), ItemResult::Success);
+
+    let spans = otlp.runtime.block_on(async {
+        let started = Instant::now();
+        loop {
+            let spans = otlp.sink.spans();
+            if spans.iter().filter(|s| s.name == "QueueItem").count() == 2 {
+                break spans;
+            }
+            assert!(started.elapsed() < DEADLINE, "QueueItem spans missing");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let buildsets: Vec<&Span> = spans.iter().filter(|s| s.name == "BuildSet").collect();
+    let reset = buildsets
+        .iter()
+        .find(|s| {
+            s.attributes
+                .iter()
+                .any(|kv| kv.key == "result" && format!("{:?}", kv.value).contains("RESET"))
+        })
+        .expect("the old build set of change 2 ends with RESET");
+    let replacement = buildsets
+        .iter()
+        .find(|s| s.links.iter().any(|l| l.span_id == reset.span_id))
+        .expect("the new build set links to the old one");
+    assert_eq!(
+        replacement.trace_id, reset.trace_id,
+        "both build sets are in change 2's trace"
+    );
+    let link = replacement
+        .links
+        .iter()
+        .find(|l| l.span_id == reset.span_id)
+        .unwrap();
+    assert_eq!(link.attributes[0].key, "previous_buildset");
+}
