@@ -3,6 +3,7 @@
 mod bench_spans;
 mod collector_cmd;
 mod export_args;
+mod pipeline_cmd;
 mod span_cmd;
 mod store_cmd;
 mod view_cmd;
@@ -31,6 +32,16 @@ enum Command {
     /// Save, restore and end spans from the shell (the saved JSON is the state).
     #[command(subcommand)]
     Span(span_cmd::SpanCommand),
+    /// Run a scheduler: processes the pipelines whose lock it holds.
+    Scheduler(pipeline_cmd::ComponentArgs),
+    /// Run an executor: claims build requests and runs their jobs.
+    Executor(pipeline_cmd::ComponentArgs),
+    /// Run a merger: claims merge requests and merges changes.
+    Merger(pipeline_cmd::ComponentArgs),
+    /// Ask for a change to be tested in a pipeline; prints the event id.
+    Enqueue(pipeline_cmd::EnqueueArgs),
+    /// Show pipelines, queued items and pending events.
+    Status(pipeline_cmd::StatusArgs),
     /// Receive OTLP traces (gRPC and HTTP) into an OTLP-JSON lines file.
     Collector(collector_cmd::CollectorArgs),
     /// Show the traces of an OTLP-JSON lines file as waterfalls (terminal, --html).
@@ -80,6 +91,17 @@ fn main() -> ExitCode {
                     .and_then(|m| m.subcommand().map(|(_, m)| m));
                 span_cmd::run(cmd, sub).await
             }
+            Command::Scheduler(args) => {
+                pipeline_cmd::run_component(pipeline_cmd::Kind::Scheduler, args).await
+            }
+            Command::Executor(args) => {
+                pipeline_cmd::run_component(pipeline_cmd::Kind::Executor, args).await
+            }
+            Command::Merger(args) => {
+                pipeline_cmd::run_component(pipeline_cmd::Kind::Merger, args).await
+            }
+            Command::Enqueue(args) => pipeline_cmd::run_enqueue(args).await,
+            Command::Status(args) => pipeline_cmd::run_status(args).await,
             Command::Collector(args) => collector_cmd::run(args).await,
             Command::View(args) => view_cmd::run(args),
             Command::Store(cmd) => store_cmd::run_store(cmd).await,
