@@ -155,25 +155,43 @@ pub async fn run_component(kind: Kind, args: ComponentArgs) -> anyhow::Result<()
         )
     });
     eprintln!("dspans {} {name} running (SIGTERM to stop)", kind.as_str());
+    let expired = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = {
+        let mut session = store.session();
+        let expired = expired.clone();
+        async move {
+            tokio::select! {
+                _ = termination() => {}
+                _ = session.wait_for(|state| state.is_terminal()) => {
+                    expired.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+        }
+    };
+    let (config, store2, tracer2, name2) = (config, store.clone(), tracer.clone(), name.clone());
     match kind {
         Kind::Scheduler => {
-            Scheduler::new(config, store.clone(), tracer.clone(), name)
-                .run(termination())
+            Scheduler::new(config, store2, tracer2, name2)
+                .run(stop)
                 .await
         }
         Kind::Executor => {
-            Executor::new(config, store.clone(), tracer.clone(), name)
-                .run(termination())
+            Executor::new(config, store2, tracer2, name2)
+                .run(stop)
                 .await
         }
-        Kind::Merger => {
-            Merger::new(config, store.clone(), tracer.clone(), name)
-                .run(termination())
-                .await
-        }
+        Kind::Merger => Merger::new(config, store2, tracer2, name2).run(stop).await,
     }
     let _ = tracer.force_flush();
     let _ = store.close().await;
+    if expired.load(std::sync::atomic::Ordering::SeqCst) {
+        // Its locks and claims went with the session; a supervisor that
+        // restarts it (same --name) is the clean way back.
+        bail!(
+            "{} {name}: the store session ended; stopping so it can be restarted",
+            kind.as_str()
+        );
+    }
     Ok(())
 }
 

@@ -113,7 +113,7 @@ impl Scheduler {
                 self.store.clone(),
                 self.layout.pipeline_lock(&pipeline.name),
             );
-            match lock.try_acquire(self.name.as_bytes()).await {
+            match lock.try_acquire_or_reclaim(self.name.as_bytes()).await {
                 Ok(Some(guard)) => {
                     tracing::info!(scheduler = %self.name, pipeline = %pipeline.name, "processing pipeline");
                     held.insert(pipeline.name.clone(), guard);

@@ -89,6 +89,26 @@ impl Lock {
         }))
     }
 
+    /// [`try_acquire`](Self::try_acquire), but a lock held under this very
+    /// `holder` name by another session is taken over: with unique instance
+    /// names that session can only be this instance's dead predecessor (a
+    /// process killed and restarted under the same name), which must not
+    /// block it until its session times out.
+    pub async fn try_acquire_or_reclaim(&self, holder: &[u8]) -> Result<Option<LockGuard>> {
+        if let Some(node) = self.store.get(&self.path).await? {
+            if node.data == holder && node.stat.owner_session != self.store.session_id() {
+                tracing::warn!(path = %self.path, "taking over a lock held under this instance's name by an earlier session");
+                match self.store.delete(&self.path, Some(node.stat.version)).await {
+                    Ok(())
+                    | Err(StoreError::NoNode { .. })
+                    | Err(StoreError::BadVersion { .. }) => {}
+                    Err(err) => return Err(err),
+                }
+            }
+        }
+        self.try_acquire(holder).await
+    }
+
     /// Waits until the lock is free and takes it. With a `timeout`, gives up
     /// after it and returns `None`; without one, waits as long as needed.
     pub async fn acquire(

@@ -1,0 +1,607 @@
+//! The reference pipeline as separate processes (`dspans scheduler`,
+//! `executor`, `merger`, `enqueue`, `status`) on SQLite and on a real
+//! ZooKeeper, exporting to a real OTLP receiver in the test.
+
+#[path = "../../store/tests/common/mod.rs"]
+mod store_common;
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use dspans_otlp::proto::trace::v1::Span;
+use dspans_otlp::receiver::{MemorySink, Receiver, RunningReceiver};
+use store_common::ZkServer;
+
+const DSPANS: &str = env!("CARGO_BIN_EXE_dspans");
+const DEADLINE: Duration = Duration::from_secs(90);
+
+#[derive(Clone, Copy, Debug)]
+enum Backend {
+    Sqlite,
+    Zookeeper,
+}
+
+/// The tests of this file run one at a time: each starts half a dozen
+/// processes (and ZooKeeper), more than two cores run side by side.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// One test's world: a config file, a receiver, maybe a ZooKeeper server,
+/// and the component processes (killed when dropped).
+struct World {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    runtime: tokio::runtime::Runtime,
+    receiver: Option<RunningReceiver>,
+    sink: MemorySink,
+    children: Vec<(String, Child)>,
+    _zk: Option<ZkServer>,
+    _turn: std::sync::MutexGuard<'static, ()>,
+}
+
+impl World {
+    fn new(backend: Backend, manager: &str, unit: &str, repo: Option<&Path>) -> World {
+        World::with_session_timeout(backend, manager, unit, repo, 3000)
+    }
+
+    fn with_session_timeout(
+        backend: Backend,
+        manager: &str,
+        unit: &str,
+        repo: Option<&Path>,
+        session_ms: u64,
+    ) -> World {
+        let turn = ONE_AT_A_TIME
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let sink = MemorySink::new();
+        let receiver = runtime
+            .block_on(
+                Receiver::builder()
+                    .grpc("127.0.0.1:0".parse().unwrap())
+                    .start(sink.clone()),
+            )
+            .unwrap();
+        let (store, zk) = match backend {
+            Backend::Sqlite => (
+                format!("backend = \"sqlite\"\npath = \"{}/state/dspans.db\"\nsession_timeout_ms = {session_ms}", dir.path().display()),
+                None,
+            ),
+            Backend::Zookeeper => {
+                let zk = ZkServer::start();
+                (format!("backend = \"zookeeper\"\nhosts = \"{}\"\nsession_timeout_ms = {}", zk.hosts, session_ms.max(4000)), Some(zk))
+            }
+        };
+        let repo = repo
+            .map(|r| format!("repo = \"{}\"\n", r.display()))
+            .unwrap_or_default();
+        let text = format!(
+            r#"[store]
+{store}
+
+[tracing]
+enabled = true
+protocol = "grpc"
+endpoint = "{endpoint}"
+service_name = "dspans-test"
+
+[[pipeline]]
+name = "gate"
+manager = "{manager}"
+
+[[job]]
+name = "unit"
+run = '{unit}'
+timeout_s = 2
+
+[[job]]
+name = "lint"
+run = "true"
+
+[[project]]
+name = "org/project"
+{repo}gate = ["unit", "lint"]
+"#,
+            endpoint = receiver.grpc_endpoint().unwrap(),
+        );
+        let config = dir.path().join("dspans.toml");
+        std::fs::write(&config, text).unwrap();
+        World {
+            dir,
+            config,
+            runtime,
+            receiver: Some(receiver),
+            sink,
+            children: Vec::new(),
+            _zk: zk,
+            _turn: turn,
+        }
+    }
+
+    fn spawn(&mut self, kind: &str, name: &str) {
+        let log = std::fs::File::create(self.dir.path().join(format!("{name}.log"))).unwrap();
+        let child = Command::new(DSPANS)
+            .args([
+                kind,
+                "--config",
+                self.config.to_str().unwrap(),
+                "--name",
+                name,
+            ])
+            .env("RUST_LOG", "info")
+            .env("DSPANS_TEST_MARKERS", self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.children.push((name.to_string(), child));
+    }
+
+    fn kill(&mut self, name: &str) {
+        let (_, child) = self.children.iter_mut().find(|(n, _)| n == name).unwrap();
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+    }
+
+    fn dspans(&self, args: &[&str]) -> std::process::Output {
+        Command::new(DSPANS)
+            .args(args)
+            .args(["--config", self.config.to_str().unwrap()])
+            .output()
+            .unwrap()
+    }
+
+    fn enqueue(&self, change: u64) {
+        let n = change.to_string();
+        let out = self.dspans(&[
+            "enqueue",
+            "--pipeline",
+            "gate",
+            "--project",
+            "org/project",
+            "--change",
+            &n,
+        ]);
+        assert!(
+            out.status.success(),
+            "enqueue: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn wait_idle(&self) {
+        let secs = DEADLINE.as_secs().to_string();
+        let out = self.dspans(&["status", "--wait-idle", &secs]);
+        assert!(
+            out.status.success(),
+            "not idle: {}\n{}\nlogs:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.logs()
+        );
+    }
+
+    /// Waits until `cond` holds for the receiver's spans.
+    fn spans_until(&self, what: &str, cond: impl Fn(&[Span]) -> bool) -> Vec<Span> {
+        let started = Instant::now();
+        loop {
+            let spans = self.sink.spans();
+            if cond(&spans) {
+                return spans;
+            }
+            assert!(
+                started.elapsed() < DEADLINE,
+                "timed out waiting for {what}\nlogs:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn wait_for_file(&self, prefix: &str) {
+        let started = Instant::now();
+        loop {
+            let found = std::fs::read_dir(self.dir.path())
+                .unwrap()
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with(prefix));
+            if found {
+                return;
+            }
+            assert!(
+                started.elapsed() < DEADLINE,
+                "no {prefix}* file appeared\nlogs:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn reports(&self) -> Vec<serde_json::Value> {
+        let out = self.dspans(&["store", "ls", "/dspans/pipelines/gate/reports"]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|name| {
+                let out = self.dspans(&[
+                    "store",
+                    "get",
+                    &format!("/dspans/pipelines/gate/reports/{name}"),
+                ]);
+                serde_json::from_slice(&out.stdout).unwrap()
+            })
+            .collect()
+    }
+
+    fn logs(&self) -> String {
+        let mut text = String::new();
+        for (name, _) in &self.children {
+            let log = std::fs::read_to_string(self.dir.path().join(format!("{name}.log")))
+                .unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            text += &format!(
+                "--- {name}\n{}\n",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        text
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some(receiver) = self.receiver.take() {
+            let _ = self.runtime.block_on(receiver.shutdown());
+        }
+    }
+}
+
+fn by_name(spans: &[Span]) -> HashMap<&str, Vec<&Span>> {
+    let mut map: HashMap<&str, Vec<&Span>> = HashMap::new();
+    for span in spans {
+        map.entry(span.name.as_str()).or_default().push(span);
+    }
+    map
+}
+
+/// Every span once, every parent present, child within parent, and the
+/// catalogue's parent names.
+fn assert_traces_whole(spans: &[Span]) {
+    let ids: HashSet<(&Vec<u8>, &Vec<u8>)> =
+        spans.iter().map(|s| (&s.trace_id, &s.span_id)).collect();
+    assert_eq!(ids.len(), spans.len(), "a span was exported twice");
+    let parents = [
+        ("BuildSet", "QueueItem"),
+        ("Merge", "BuildSet"),
+        ("Build", "BuildSet"),
+        ("MergerJob", "Merge"),
+        ("JobExecution", "Build"),
+        ("JobRun", "JobExecution"),
+    ];
+    for span in spans {
+        if span.parent_span_id.is_empty() {
+            assert!(
+                ["QueueItem", "TriggerEvent", "EventProcessing"].contains(&span.name.as_str()),
+                "{} is a root",
+                span.name
+            );
+            continue;
+        }
+        let parent = spans
+            .iter()
+            .find(|p| p.span_id == span.parent_span_id && p.trace_id == span.trace_id)
+            .unwrap_or_else(|| panic!("the parent of {} is missing", span.name));
+        if let Some((_, want)) = parents.iter().find(|(child, _)| *child == span.name) {
+            assert_eq!(parent.name, *want, "parent of {}", span.name);
+        }
+        assert!(
+            span.start_time_unix_nano >= parent.start_time_unix_nano
+                && span.end_time_unix_nano <= parent.end_time_unix_nano,
+            "{} lies within {}",
+            span.name,
+            parent.name
+        );
+    }
+}
+
+fn attr(span: &Span, key: &str) -> Option<String> {
+    use dspans_otlp::proto::common::v1::any_value::Value;
+    span.attributes
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+            Value::StringValue(s) => Some(s.clone()),
+            other => Some(format!("{other:?}")),
+        })
+}
+
+fn gate_three_changes(backend: Backend) {
+    let mut world = World::new(backend, "dependent", "sleep 0.1", None);
+    world.spawn("scheduler", "scheduler-a");
+    world.spawn("scheduler", "scheduler-b");
+    world.spawn("executor", "executor-1");
+    world.spawn("merger", "merger-1");
+    for change in 1..=3 {
+        world.enqueue(change);
+    }
+    world.wait_idle();
+    let reports = world.reports();
+    assert_eq!(reports.len(), 3);
+    assert!(
+        reports.iter().all(|r| r["result"] == "SUCCESS"),
+        "{reports:?}"
+    );
+    let spans = world.spans_until("3 QueueItem spans", |s| {
+        s.iter().filter(|s| s.name == "QueueItem").count() == 3
+    });
+    let spans = world.spans_until("every span", |s| {
+        s.len() >= spans.len() && s.iter().filter(|s| s.name == "JobRun").count() == 6
+    });
+    assert_traces_whole(&spans);
+    let names = by_name(&spans);
+    for (name, count) in [
+        ("QueueItem", 3),
+        ("BuildSet", 3),
+        ("Merge", 3),
+        ("MergerJob", 3),
+        ("Build", 6),
+        ("JobExecution", 6),
+        ("JobRun", 6),
+    ] {
+        assert_eq!(names[name].len(), count, "{name}");
+    }
+    for item in &names["QueueItem"] {
+        assert_eq!(
+            attr(item, "cicd.pipeline.result").as_deref(),
+            Some("success")
+        );
+        assert!(attr(item, "zuul_event_id").is_some());
+    }
+    for build in &names["Build"] {
+        assert_eq!(attr(build, "result").as_deref(), Some("SUCCESS"));
+    }
+}
+
+#[test]
+fn gate_three_changes_sqlite() {
+    gate_three_changes(Backend::Sqlite);
+}
+
+#[test]
+fn gate_three_changes_zookeeper() {
+    gate_three_changes(Backend::Zookeeper);
+}
+
+/// Scheduler A starts the item and its builds, dies by SIGKILL; B, started
+/// afterwards, finishes it: one trace, the QueueItem span ended once.
+fn handover(backend: Backend) {
+    let unit = r#"touch "$DSPANS_TEST_MARKERS/building-$DSPANS_BUILD"; sleep 1"#;
+    let mut world = World::new(backend, "dependent", unit, None);
+    world.spawn("scheduler", "scheduler-a");
+    world.spawn("executor", "executor-1");
+    world.spawn("merger", "merger-1");
+    world.enqueue(1);
+    world.wait_for_file("building-");
+    world.kill("scheduler-a");
+    world.spawn("scheduler", "scheduler-b");
+    world.wait_idle();
+    assert_eq!(world.reports()[0]["result"], "SUCCESS");
+    let spans = world.spans_until("the item's spans", |s| {
+        s.iter().any(|s| s.name == "QueueItem")
+            && s.iter().filter(|s| s.name == "Build").count() == 2
+    });
+    assert_traces_whole(&spans);
+    let names = by_name(&spans);
+    assert_eq!(names["QueueItem"].len(), 1);
+    assert_eq!(names["BuildSet"].len(), 1);
+    let trace = &names["QueueItem"][0].trace_id;
+    for name in ["BuildSet", "Merge", "Build", "JobExecution", "JobRun"] {
+        assert!(
+            names[name].iter().all(|s| &s.trace_id == trace),
+            "{name} in the item's trace"
+        );
+    }
+    let log_b = std::fs::read_to_string(world.dir.path().join("scheduler-b.log")).unwrap();
+    assert!(
+        log_b.contains("reported"),
+        "scheduler B reported the item:\n{log_b}"
+    );
+}
+
+#[test]
+fn handover_after_sigkill_sqlite() {
+    handover(Backend::Sqlite);
+}
+
+#[test]
+fn handover_after_sigkill_zookeeper() {
+    handover(Backend::Zookeeper);
+}
+
+#[test]
+fn gate_reset_links_the_new_buildset_to_the_old() {
+    let unit = r#"if [ "$DSPANS_CHANGE" = 1 ]; then sleep 0.5; exit 1; fi"#;
+    let mut world = World::new(Backend::Sqlite, "dependent", unit, None);
+    world.spawn("scheduler", "scheduler-a");
+    world.spawn("executor", "executor-1");
+    world.spawn("executor", "executor-2");
+    world.spawn("merger", "merger-1");
+    world.enqueue(1);
+    world.enqueue(2);
+    world.wait_idle();
+    let reports = world.reports();
+    let result =
+        |n: u64| reports.iter().find(|r| r["change"]["number"] == n).unwrap()["result"].clone();
+    assert_eq!(result(1), "FAILURE");
+    assert_eq!(result(2), "SUCCESS");
+    let spans = world.spans_until("both items", |s| {
+        s.iter().filter(|s| s.name == "QueueItem").count() == 2
+    });
+    let spans = world.spans_until("the build sets", |s| {
+        s.len() >= spans.len() && s.iter().filter(|s| s.name == "BuildSet").count() == 3
+    });
+    assert_traces_whole(&spans);
+    let buildsets: Vec<&Span> = spans.iter().filter(|s| s.name == "BuildSet").collect();
+    let old = buildsets
+        .iter()
+        .find(|s| attr(s, "result").as_deref() == Some("RESET"))
+        .expect("a RESET build set");
+    let new = buildsets
+        .iter()
+        .find(|s| s.links.iter().any(|l| l.span_id == old.span_id))
+        .expect("a build set linked to it");
+    assert_eq!(new.links[0].attributes[0].key, "previous_buildset");
+    assert_eq!(new.trace_id, old.trace_id);
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn merge_conflict_and_timeout_are_reported_and_traced() {
+    let repo = tempfile::tempdir().unwrap();
+    let r = repo.path();
+    git(r, &["init", "-q", "-b", "main"]);
+    std::fs::write(r.join("file"), "base\n").unwrap();
+    git(r, &["add", "file"]);
+    git(r, &["commit", "-qm", "base"]);
+    for (branch, text) in [("changes/1/1", "one\n"), ("changes/2/1", "base\n")] {
+        git(r, &["checkout", "-q", "-b", branch, "main"]);
+        std::fs::write(
+            r.join(if branch.contains("/2/") {
+                "other"
+            } else {
+                "file"
+            }),
+            text,
+        )
+        .unwrap();
+        git(r, &["add", "-A"]);
+        git(r, &["commit", "-qm", branch]);
+    }
+    git(r, &["checkout", "-q", "main"]);
+    std::fs::write(r.join("file"), "main moved on\n").unwrap();
+    git(r, &["commit", "-qam", "main moves"]);
+
+    // Change 1 conflicts with main; change 2 merges but its unit job
+    // outlives the 2 s timeout.
+    let unit = r#"if [ "$DSPANS_CHANGE" = 2 ]; then sleep 30; fi"#;
+    let mut world = World::new(Backend::Sqlite, "independent", unit, Some(r));
+    world.spawn("scheduler", "scheduler-a");
+    world.spawn("executor", "executor-1");
+    world.spawn("executor", "executor-2");
+    world.spawn("merger", "merger-1");
+    world.enqueue(1);
+    world.enqueue(2);
+    world.wait_idle();
+    let reports = world.reports();
+    let report = |n: u64| {
+        reports
+            .iter()
+            .find(|r| r["change"]["number"] == n)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(report(1)["result"], "MERGE_CONFLICT");
+    assert_eq!(report(2)["result"], "FAILURE");
+    let unit_build = report(2)["builds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["job"] == "unit")
+        .unwrap()
+        .clone();
+    assert_eq!(unit_build["result"], "TIMED_OUT");
+    let spans = world.spans_until("both items", |s| {
+        s.iter().filter(|s| s.name == "QueueItem").count() == 2
+    });
+    assert_traces_whole(&spans);
+    let merges: Vec<String> = spans
+        .iter()
+        .filter(|s| s.name == "Merge")
+        .filter_map(|s| attr(s, "result"))
+        .collect();
+    assert!(merges.contains(&"MERGE_CONFLICT".to_string()), "{merges:?}");
+    assert!(spans
+        .iter()
+        .any(|s| s.name == "Build" && attr(s, "result").as_deref() == Some("TIMED_OUT")));
+}
+
+#[test]
+fn a_build_whose_executor_is_killed_is_retried_and_its_span_ends_once() {
+    let unit = r#"touch "$DSPANS_TEST_MARKERS/running-$DSPANS_BUILD"; sleep 1"#;
+    let mut world = World::new(Backend::Sqlite, "independent", unit, None);
+    world.spawn("scheduler", "scheduler-a");
+    world.spawn("merger", "merger-1");
+    world.spawn("executor", "executor-1");
+    world.enqueue(1);
+    world.wait_for_file("running-");
+    world.kill("executor-1");
+    world.spawn("executor", "executor-2");
+    world.wait_idle();
+    assert_eq!(world.reports()[0]["result"], "SUCCESS");
+    let spans = world.spans_until("the item", |s| s.iter().any(|s| s.name == "QueueItem"));
+    let builds: Vec<&Span> = spans.iter().filter(|s| s.name == "Build").collect();
+    assert_eq!(builds.len(), 2, "one Build span per job, each ended once");
+    assert!(builds
+        .iter()
+        .all(|b| attr(b, "result").as_deref() == Some("SUCCESS")));
+    assert_traces_whole(&spans);
+}
+
+/// A scheduler killed and restarted under the same name carries on at once:
+/// the lock its dead session still holds does not make it wait for the
+/// (here 60 s) session timeout.
+fn restart_under_the_same_name(backend: Backend) {
+    let unit = r#"touch "$DSPANS_TEST_MARKERS/building-$DSPANS_BUILD"; sleep 1"#;
+    let mut world = World::with_session_timeout(backend, "dependent", unit, None, 60_000);
+    world.spawn("scheduler", "scheduler-a");
+    world.spawn("executor", "executor-1");
+    world.spawn("merger", "merger-1");
+    world.enqueue(1);
+    world.wait_for_file("building-");
+    world.kill("scheduler-a");
+    let restarted = Instant::now();
+    world.children.retain(|(name, _)| name != "scheduler-a");
+    world.spawn("scheduler", "scheduler-a");
+    let out = world.dspans(&["status", "--wait-idle", "30"]);
+    assert!(
+        out.status.success(),
+        "not idle 30 s after the restart (session timeout 60 s)\n{}",
+        world.logs()
+    );
+    assert!(restarted.elapsed() < Duration::from_secs(30));
+    assert_eq!(world.reports()[0]["result"], "SUCCESS");
+    let spans = world.spans_until("the item", |s| s.iter().any(|s| s.name == "QueueItem"));
+    assert_traces_whole(&spans);
+}
+
+#[test]
+fn restart_under_the_same_name_sqlite() {
+    restart_under_the_same_name(Backend::Sqlite);
+}
+
+#[test]
+fn restart_under_the_same_name_zookeeper() {
+    restart_under_the_same_name(Backend::Zookeeper);
+}
