@@ -1,5 +1,6 @@
 //! `dspans`: OpenTelemetry spans that outlive the process that started them.
 
+mod bench_pipeline;
 mod bench_spans;
 mod collector_cmd;
 mod export_args;
@@ -60,6 +61,8 @@ enum BenchCommand {
     Spans(bench_spans::BenchSpansArgs),
     /// Store operations per second on one backend (JSON lines).
     Store(store_cmd::BenchStoreArgs),
+    /// Items per second through the pipeline, and store round trips per item (JSON).
+    Pipeline(bench_pipeline::BenchPipelineArgs),
 }
 
 fn main() -> ExitCode {
@@ -107,6 +110,7 @@ fn main() -> ExitCode {
             Command::Store(cmd) => store_cmd::run_store(cmd).await,
             Command::Bench(BenchCommand::Spans(args)) => bench_spans::run(&args),
             Command::Bench(BenchCommand::Store(args)) => store_cmd::run_bench_store(args).await,
+            Command::Bench(BenchCommand::Pipeline(args)) => bench_pipeline::run(args).await,
         }
     });
     match result {

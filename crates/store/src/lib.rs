@@ -25,6 +25,7 @@
 
 mod bench;
 mod config;
+mod counting;
 mod error;
 mod path;
 pub mod recipes;
@@ -37,6 +38,7 @@ use std::sync::Arc;
 
 pub use bench::{bench, BenchResult};
 pub use config::{Backend, StoreConfig};
+pub use counting::CountingStore;
 pub use error::{Result, StoreError};
 pub use path::{join_path, node_name, parent_path, sequence_of, validate_path};
 pub use sqlite::SqliteStore;

@@ -1,0 +1,277 @@
+//! `dspans bench pipeline`: items per second through a scheduler, an
+//! executor and a merger, and the store round trips each item costs, with
+//! tracing on (spans sent over OTLP/gRPC to a receiver in this process) or
+//! off (no span processor: span data is still written, nothing exported).
+//!
+//! Round trips include the components' polling, which grows with elapsed
+//! time; writes (create, set, delete, multi) are what an item itself costs,
+//! and span data rides in them, so they do not change with tracing.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use clap::{Args, ValueEnum};
+use dspans_otlp::receiver::{MemorySink, Receiver};
+use dspans_otlp::{build_exporter, ExportOptions, Protocol};
+use dspans_pipeline::executor::Executor;
+use dspans_pipeline::merger::Merger;
+use dspans_pipeline::model::ChangeRef;
+use dspans_pipeline::scheduler::{enqueue, Scheduler};
+use dspans_pipeline::{Config, Layout};
+use dspans_store::{CountingStore, Store, StoreConfig};
+use durable_spans::DurableTracer;
+
+/// Store backend to measure.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum BackendArg {
+    Sqlite,
+    Zookeeper,
+}
+
+/// Tracing switch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+/// Options of `dspans bench pipeline`.
+#[derive(Args, Debug)]
+pub struct BenchPipelineArgs {
+    /// Store backend.
+    #[arg(long, value_enum, default_value = "sqlite")]
+    pub backend: BackendArg,
+    /// Items to push through an independent pipeline with one job (`true`).
+    #[arg(long, default_value_t = 50)]
+    pub items: u64,
+    /// Export spans (on) or not (off).
+    #[arg(long, value_enum, default_value = "on")]
+    pub tracing: OnOff,
+    /// ZooKeeper connection string.
+    #[arg(long, default_value = "127.0.0.1:2181")]
+    pub hosts: String,
+}
+
+fn config(store: StoreConfig) -> anyhow::Result<Config> {
+    let mut config: Config = r#"
+        [[pipeline]]
+        name = "check"
+        manager = "independent"
+
+        [[job]]
+        name = "unit"
+        run = "true"
+
+        [[project]]
+        name = "org/project"
+        check = ["unit"]
+    "#
+    .parse()?;
+    config.store = store;
+    Ok(config)
+}
+
+/// Runs the benchmark and prints one JSON line.
+pub async fn run(args: BenchPipelineArgs) -> anyhow::Result<()> {
+    if args.items == 0 {
+        bail!("--items must be at least 1");
+    }
+    let scratch = tempfile::tempdir()?;
+    let root = format!("/dspans-bench-{}", std::process::id());
+    let store_config = match args.backend {
+        BackendArg::Sqlite => StoreConfig::sqlite(scratch.path().join("bench.db")),
+        BackendArg::Zookeeper => StoreConfig::zookeeper(&args.hosts),
+    };
+    let config = config(store_config.clone())?;
+    let layout = Layout::with_root(&root)?;
+
+    let sink = MemorySink::new();
+    let receiver = ReceiverThread::start(sink.clone())?;
+    let tracer = || -> anyhow::Result<DurableTracer> {
+        let builder = DurableTracer::builder("dspans").service_name("bench");
+        Ok(match args.tracing {
+            OnOff::Off => builder.build(),
+            OnOff::On => {
+                let options = ExportOptions {
+                    enabled: true,
+                    protocol: Protocol::Grpc,
+                    endpoint: Some(receiver.endpoint.clone()),
+                    ..ExportOptions::default()
+                };
+                builder
+                    .with_simple_exporter(build_exporter(&options)?)
+                    .build()
+            }
+        })
+    };
+
+    let mut stores = Vec::new();
+    for _ in 0..4 {
+        let inner = dspans_store::open(&store_config)
+            .await
+            .with_context(|| format!("cannot open the {:?} store", args.backend))?;
+        stores.push(Arc::new(CountingStore::new(inner)));
+    }
+    let as_store = |s: &Arc<CountingStore>| -> Arc<dyn Store> { s.clone() };
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let tasks = vec![
+        tokio::spawn(
+            Scheduler::new(
+                config.clone(),
+                as_store(&stores[0]),
+                tracer()?,
+                "bench-scheduler",
+            )
+            .with_layout(layout.clone())
+            .run(wait(stopped.clone())),
+        ),
+        tokio::spawn(
+            Executor::new(
+                config.clone(),
+                as_store(&stores[1]),
+                tracer()?,
+                "bench-executor",
+            )
+            .with_layout(layout.clone())
+            .run(wait(stopped.clone())),
+        ),
+        tokio::spawn(
+            Merger::new(
+                config.clone(),
+                as_store(&stores[2]),
+                tracer()?,
+                "bench-merger",
+            )
+            .with_layout(layout.clone())
+            .run(wait(stopped.clone())),
+        ),
+    ];
+    let client = tracer()?;
+    let before: u64 = stores.iter().map(|s| s.round_trips()).sum();
+    let writes_before: u64 = stores.iter().map(|s| s.writes()).sum();
+    let started = Instant::now();
+    for n in 1..=args.items {
+        let change = ChangeRef {
+            project: "org/project".into(),
+            number: n,
+            patchset: 1,
+            branch: "main".into(),
+        };
+        enqueue(&as_store(&stores[3]), &layout, &client, "check", change).await?;
+    }
+    let deadline = started + Duration::from_secs(60 + args.items);
+    let mut last_note = Instant::now();
+    loop {
+        let reported = match stores[3].inner_children(&layout.reports("check")).await {
+            Ok(n) => n,
+            Err(_) => 0,
+        };
+        if reported as u64 >= args.items {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("only {reported} of {} items reported in time", args.items);
+        }
+        if last_note.elapsed() > Duration::from_secs(2) {
+            eprintln!("bench pipeline: {reported}/{} items reported", args.items);
+            last_note = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let round_trips: u64 = stores.iter().map(|s| s.round_trips()).sum::<u64>() - before;
+    let writes: u64 = stores.iter().map(|s| s.writes()).sum::<u64>() - writes_before;
+    stop.send(true)?;
+    for task in tasks {
+        task.await?;
+    }
+    receiver.stop();
+    let spans = sink.span_count();
+    let _ = stores[3].delete_all(&root).await;
+    println!(
+        "{}",
+        serde_json::json!({
+            "backend": format!("{:?}", args.backend).to_lowercase(),
+            "tracing": if args.tracing == OnOff::On { "on" } else { "off" },
+            "items": args.items,
+            "seconds": (seconds * 1000.0).round() / 1000.0,
+            "items_per_s": (args.items as f64 / seconds * 10.0).round() / 10.0,
+            "store_round_trips_per_item": (round_trips as f64 / args.items as f64 * 10.0).round() / 10.0,
+            "store_writes_per_item": (writes as f64 / args.items as f64 * 10.0).round() / 10.0,
+            "spans_exported": spans,
+        })
+    );
+    Ok(())
+}
+
+/// The receiver runs on a runtime of its own: the components' span
+/// processors block their worker threads while exporting, and a receiver
+/// sharing those threads could be starved by them.
+struct ReceiverThread {
+    endpoint: String,
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ReceiverThread {
+    fn start(sink: MemorySink) -> anyhow::Result<ReceiverThread> {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    let _ = ready_tx.send(Err(anyhow::anyhow!(error)));
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                let started = Receiver::builder()
+                    .grpc(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+                    .start(sink)
+                    .await;
+                let running = match started {
+                    Ok(running) => running,
+                    Err(error) => {
+                        let _ = ready_tx.send(Err(anyhow::anyhow!(error)));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(running.grpc_endpoint().unwrap_or_default()));
+                let _ = tokio::task::spawn_blocking(move || stop_rx.recv()).await;
+                let _ = running.shutdown().await;
+            });
+        });
+        let endpoint = ready_rx.recv().context("the receiver thread died")??;
+        Ok(ReceiverThread {
+            endpoint,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        })
+    }
+
+    fn stop(mut self) {
+        self.stop.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Counting the polls of the benchmark itself would blur the figure.
+trait Uncounted {
+    async fn inner_children(&self, path: &str) -> dspans_store::Result<usize>;
+}
+
+impl Uncounted for CountingStore {
+    async fn inner_children(&self, path: &str) -> dspans_store::Result<usize> {
+        self.inner().children(path).await.map(|c| c.len())
+    }
+}

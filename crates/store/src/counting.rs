@@ -1,0 +1,129 @@
+//! A store that counts the round trips made through it, for benchmarks and
+//! tests that check what an operation costs in store traffic.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio::sync::watch;
+
+use crate::error::Result;
+use crate::store::Store;
+use crate::types::{CreateMode, Node, Op, OpResult, SessionState, Stat, Watch};
+
+/// Wraps a store and counts every request sent to it (a multi-operation
+/// counts once: it is one round trip).
+///
+/// ```no_run
+/// # async fn demo(inner: std::sync::Arc<dyn dspans_store::Store>) -> dspans_store::Result<()> {
+/// use dspans_store::CountingStore;
+/// let store = CountingStore::new(inner);
+/// store.get("/a").await?;
+/// assert_eq!(store.round_trips(), 1);
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct CountingStore {
+    inner: Arc<dyn Store>,
+    count: AtomicU64,
+    writes: AtomicU64,
+}
+
+impl CountingStore {
+    /// Counts the requests made to `inner` through this handle.
+    pub fn new(inner: Arc<dyn Store>) -> CountingStore {
+        CountingStore {
+            inner,
+            count: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
+        }
+    }
+
+    /// The wrapped store (requests through it are not counted).
+    pub fn inner(&self) -> &Arc<dyn Store> {
+        &self.inner
+    }
+
+    /// Requests sent so far.
+    pub fn round_trips(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// Of those, the writes (create, set, delete, multi-operation).
+    pub fn writes(&self) -> u64 {
+        self.writes.load(Ordering::Relaxed)
+    }
+
+    fn tick(&self) {
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn tick_write(&self) {
+        self.tick();
+        self.writes.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[async_trait]
+impl Store for CountingStore {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+
+    fn session_id(&self) -> i64 {
+        self.inner.session_id()
+    }
+
+    fn session(&self) -> watch::Receiver<SessionState> {
+        self.inner.session()
+    }
+
+    async fn create(&self, path: &str, data: &[u8], mode: CreateMode) -> Result<String> {
+        self.tick_write();
+        self.inner.create(path, data, mode).await
+    }
+
+    async fn get(&self, path: &str) -> Result<Option<Node>> {
+        self.tick();
+        self.inner.get(path).await
+    }
+
+    async fn set(&self, path: &str, data: &[u8], expected_version: Option<i32>) -> Result<Stat> {
+        self.tick_write();
+        self.inner.set(path, data, expected_version).await
+    }
+
+    async fn delete(&self, path: &str, expected_version: Option<i32>) -> Result<()> {
+        self.tick_write();
+        self.inner.delete(path, expected_version).await
+    }
+
+    async fn exists(&self, path: &str) -> Result<Option<Stat>> {
+        self.tick();
+        self.inner.exists(path).await
+    }
+
+    async fn children(&self, path: &str) -> Result<Vec<String>> {
+        self.tick();
+        self.inner.children(path).await
+    }
+
+    async fn multi(&self, ops: &[Op]) -> Result<Vec<OpResult>> {
+        self.tick_write();
+        self.inner.multi(ops).await
+    }
+
+    async fn watch(&self, path: &str) -> Result<Watch> {
+        self.tick();
+        self.inner.watch(path).await
+    }
+
+    async fn watch_children(&self, path: &str) -> Result<Watch> {
+        self.tick();
+        self.inner.watch_children(path).await
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.inner.close().await
+    }
+}
