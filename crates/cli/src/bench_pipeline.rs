@@ -166,10 +166,10 @@ pub async fn run(args: BenchPipelineArgs) -> anyhow::Result<()> {
     let deadline = started + Duration::from_secs(60 + args.items);
     let mut last_note = Instant::now();
     loop {
-        let reported = match stores[3].inner_children(&layout.reports("check")).await {
-            Ok(n) => n,
-            Err(_) => 0,
-        };
+        let reported: usize = stores[3]
+            .inner_children(&layout.reports("check"))
+            .await
+            .unwrap_or_default();
         if reported as u64 >= args.items {
             break;
         }

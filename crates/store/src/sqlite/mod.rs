@@ -75,11 +75,41 @@ fn connect(path: &Path, busy_timeout: Duration) -> Result<Connection> {
         .map_err(|e| StoreError::sqlite(format!("cannot open {}: {e}", path.display())))?;
     conn.busy_timeout(busy_timeout)
         .map_err(StoreError::sqlite)?;
-    conn.pragma_update(None, "journal_mode", "WAL")
+    let deadline = std::time::Instant::now() + busy_timeout;
+    retry_busy(deadline, || conn.pragma_update(None, "journal_mode", "WAL"))
         .map_err(StoreError::sqlite)?;
-    conn.pragma_update(None, "synchronous", "NORMAL")
-        .map_err(StoreError::sqlite)?;
+    retry_busy(deadline, || {
+        conn.pragma_update(None, "synchronous", "NORMAL")
+    })
+    .map_err(StoreError::sqlite)?;
     Ok(conn)
+}
+
+/// Retries `f` while SQLite answers "busy" until `deadline`.
+///
+/// Switching to WAL and creating the schema need locks that SQLite may
+/// refuse at once, without calling the busy handler (for example while
+/// another process opening the same file recovers its WAL), so several
+/// processes starting together would otherwise fail to open the store.
+fn retry_busy<T>(
+    deadline: std::time::Instant,
+    mut f: impl FnMut() -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match f() {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(
+                    e.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            result => return result,
+        }
+    }
 }
 
 impl SqliteStore {
@@ -98,8 +128,8 @@ impl SqliteStore {
                 })?;
             }
             let mut conn = connect(&path, busy_timeout)?;
-            conn.execute_batch(ops::SCHEMA)
-                .map_err(StoreError::sqlite)?;
+            let deadline = std::time::Instant::now() + busy_timeout;
+            retry_busy(deadline, || conn.execute_batch(ops::SCHEMA)).map_err(StoreError::sqlite)?;
             let lease = ops::new_lease(&mut conn, timeout_ms)?;
             Ok((conn, lease))
         })
