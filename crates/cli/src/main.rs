@@ -3,6 +3,7 @@
 mod bench_pipeline;
 mod bench_spans;
 mod collector_cmd;
+mod demo;
 mod export_args;
 mod pipeline_cmd;
 mod span_cmd;
@@ -33,6 +34,9 @@ enum Command {
     /// Save, restore and end spans from the shell (the saved JSON is the state).
     #[command(subcommand)]
     Span(span_cmd::SpanCommand),
+    /// The main job: the whole pipeline on this machine (two schedulers, one
+    /// killed mid-run, an executor, a merger, a collector), then its traces.
+    Demo(demo::DemoArgs),
     /// Run a scheduler: processes the pipelines whose lock it holds.
     Scheduler(pipeline_cmd::ComponentArgs),
     /// Run an executor: claims build requests and runs their jobs.
@@ -94,6 +98,7 @@ fn main() -> ExitCode {
                     .and_then(|m| m.subcommand().map(|(_, m)| m));
                 span_cmd::run(cmd, sub).await
             }
+            Command::Demo(args) => demo::run(args).await,
             Command::Scheduler(args) => {
                 pipeline_cmd::run_component(pipeline_cmd::Kind::Scheduler, args).await
             }

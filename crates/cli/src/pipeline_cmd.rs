@@ -96,14 +96,18 @@ fn load(path: &Path) -> anyhow::Result<Config> {
 
 /// The component's tracer. Exporting is synchronous (one request per span)
 /// so that a span ended before the process is killed has been sent.
-fn tracer(config: &Config, kind: Kind) -> anyhow::Result<DurableTracer> {
-    let mut builder = DurableTracer::builder("dspans").service_name(
-        config
-            .tracing
-            .service_name
-            .clone()
-            .unwrap_or_else(|| "dspans".to_string()),
-    );
+fn tracer(config: &Config, kind: Kind, instance: &str) -> anyhow::Result<DurableTracer> {
+    // service.instance.id names the process that exported (and so ended)
+    // each span; with the `dspans.started_by` attribute a trace shows the
+    // spans that one process started and another ended.
+    let resource = opentelemetry_sdk::Resource::builder_empty()
+        .with_service_name(config.tracing.service_name().to_string())
+        .with_attribute(opentelemetry::KeyValue::new(
+            "service.instance.id",
+            instance.to_string(),
+        ))
+        .build();
+    let mut builder = DurableTracer::builder("dspans").with_resource(resource);
     if config.tracing.enabled {
         let exporter = build_exporter(&config.tracing)
             .with_context(|| format!("{}: cannot set up span export", kind.as_str()))?;
@@ -144,8 +148,6 @@ async fn termination() {
 /// Runs a component until SIGTERM.
 pub async fn run_component(kind: Kind, args: ComponentArgs) -> anyhow::Result<()> {
     let config = load(&args.config)?;
-    let tracer = tracer(&config, kind)?;
-    let store = open_store(&config).await?;
     let name = args.name.unwrap_or_else(|| {
         format!(
             "{}-{}-{}",
@@ -154,6 +156,8 @@ pub async fn run_component(kind: Kind, args: ComponentArgs) -> anyhow::Result<()
             std::process::id()
         )
     });
+    let tracer = tracer(&config, kind, &name)?;
+    let store = open_store(&config).await?;
     eprintln!("dspans {} {name} running (SIGTERM to stop)", kind.as_str());
     let expired = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let stop = {
@@ -216,7 +220,7 @@ pub async fn run_enqueue(args: EnqueueArgs) -> anyhow::Result<()> {
         .branch
         .clone()
         .unwrap_or_else(|| project.branch.clone());
-    let tracer = tracer(&config, Kind::Scheduler)?;
+    let tracer = tracer(&config, Kind::Scheduler, "enqueue")?;
     let store = open_store(&config).await?;
     let change = ChangeRef {
         project: args.project,
@@ -233,33 +237,33 @@ pub async fn run_enqueue(args: EnqueueArgs) -> anyhow::Result<()> {
 
 /// What is queued and pending, per pipeline.
 #[derive(Debug, serde::Serialize)]
-struct Status {
-    trigger_events: usize,
-    pipelines: Vec<PipelineStatus>,
+pub(crate) struct Status {
+    pub trigger_events: usize,
+    pub pipelines: Vec<PipelineStatus>,
 }
 
 #[derive(Debug, serde::Serialize)]
-struct PipelineStatus {
-    name: String,
-    result_events: usize,
-    reports: usize,
-    items: Vec<ItemStatus>,
+pub(crate) struct PipelineStatus {
+    pub name: String,
+    pub result_events: usize,
+    pub reports: usize,
+    pub items: Vec<ItemStatus>,
 }
 
 #[derive(Debug, serde::Serialize)]
-struct ItemStatus {
+pub(crate) struct ItemStatus {
     uuid: String,
     queue: String,
     change: String,
     state: String,
     buildset: String,
-    buildset_state: String,
+    pub buildset_state: String,
     merge: Option<String>,
     resets: u32,
 }
 
 impl Status {
-    fn idle(&self) -> bool {
+    pub(crate) fn idle(&self) -> bool {
         self.trigger_events == 0
             && self
                 .pipelines
@@ -276,7 +280,7 @@ async fn count_children(store: &Arc<dyn Store>, path: &str) -> anyhow::Result<us
     }
 }
 
-async fn read_status(config: &Config, store: &Arc<dyn Store>) -> anyhow::Result<Status> {
+pub(crate) async fn read_status(config: &Config, store: &Arc<dyn Store>) -> anyhow::Result<Status> {
     let layout = Layout::default();
     let trigger_events = EventQueue::new(store.clone(), layout.trigger_events())
         .ids()

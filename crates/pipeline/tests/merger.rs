@@ -215,6 +215,7 @@ fn merge_request(uuid: &str, changes: Vec<ChangeRef>, parent: Option<SpanContext
         pipeline: "gate".to_string(),
         zuul_event_id: "ev1".to_string(),
         changes,
+        started_by: None,
         span_info: None,
         span_context: parent,
     }

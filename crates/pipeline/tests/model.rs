@@ -60,6 +60,7 @@ fn item() -> QueueItem {
         resets: 1,
         result: None,
         report_time: None,
+        started_by: Some("scheduler-a".into()),
         span_info: Some(span_info("QueueItem")),
     }
 }
@@ -79,6 +80,7 @@ fn buildset() -> BuildSet {
         builds: BTreeMap::from([("unit".to_string(), new_uuid())]),
         previous_buildset: Some(new_uuid()),
         result: None,
+        started_by: Some("scheduler-a".into()),
         span_info: Some(span_info("BuildSet")),
     }
 }
@@ -100,6 +102,7 @@ fn build() -> Build {
         end_time: Some(t(1_700_000_001_600_000_000)),
         exit_code: Some(124),
         result: Some(BuildResult::TimedOut),
+        started_by: Some("scheduler-a".into()),
         span_info: Some(span_info("Build")),
     }
 }
@@ -153,6 +156,7 @@ fn every_object_round_trips_with_a_128_bit_trace_id() {
         pipeline: "gate".into(),
         zuul_event_id: new_uuid(),
         changes: vec![change(), change()],
+        started_by: Some("scheduler-a".into()),
         span_info: Some(span_info("Merge")),
         span_context: Some(span_context()),
     });

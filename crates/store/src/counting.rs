@@ -16,7 +16,7 @@ use crate::types::{CreateMode, Node, Op, OpResult, SessionState, Stat, Watch};
 ///
 /// ```no_run
 /// # async fn demo(inner: std::sync::Arc<dyn dspans_store::Store>) -> dspans_store::Result<()> {
-/// use dspans_store::CountingStore;
+/// use dspans_store::{CountingStore, Store as _};
 /// let store = CountingStore::new(inner);
 /// store.get("/a").await?;
 /// assert_eq!(store.round_trips(), 1);

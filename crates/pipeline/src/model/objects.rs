@@ -77,6 +77,11 @@ pub struct QueueItem {
     /// When it was reported.
     #[serde(default)]
     pub report_time: Option<Timestamp>,
+    /// The scheduler that started this object's span (exported as the
+    /// span attribute `dspans.started_by`, so a trace shows which spans
+    /// another process ended).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_by: Option<String>,
     /// The saved `QueueItem` span.
     #[serde(default, with = "durable_spans::lenient")]
     pub span_info: Option<SpanInfo>,
@@ -123,6 +128,11 @@ pub struct BuildSet {
     /// The result, once known.
     #[serde(default)]
     pub result: Option<ItemResult>,
+    /// The scheduler that started this object's span (exported as the
+    /// span attribute `dspans.started_by`, so a trace shows which spans
+    /// another process ended).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_by: Option<String>,
     /// The saved `BuildSet` span (child of the item's span).
     #[serde(default, with = "durable_spans::lenient")]
     pub span_info: Option<SpanInfo>,
@@ -170,6 +180,11 @@ pub struct Build {
     /// The result, once known.
     #[serde(default)]
     pub result: Option<BuildResult>,
+    /// The scheduler that started this object's span (exported as the
+    /// span attribute `dspans.started_by`, so a trace shows which spans
+    /// another process ended).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_by: Option<String>,
     /// The saved `Build` span (child of the build set's span).
     #[serde(default, with = "durable_spans::lenient")]
     pub span_info: Option<SpanInfo>,
@@ -222,6 +237,11 @@ pub struct MergeRequest {
     pub zuul_event_id: String,
     /// Changes to merge in order: the items ahead, then the item's own.
     pub changes: Vec<ChangeRef>,
+    /// The scheduler that started this object's span (exported as the
+    /// span attribute `dspans.started_by`, so a trace shows which spans
+    /// another process ended).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_by: Option<String>,
     /// The saved `Merge` span.
     #[serde(default, with = "durable_spans::lenient")]
     pub span_info: Option<SpanInfo>,

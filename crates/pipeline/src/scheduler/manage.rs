@@ -77,10 +77,17 @@ async fn manage_queue(
             BuildSetState::Building => builds_done(s, &item, buildset).await?,
             BuildSetState::Completed => {
                 let result = buildset.value.result.unwrap_or(ItemResult::Error);
-                if !dependent || !result.is_success() || position == 0 {
-                    if dependent && !result.is_success() {
-                        reset_items_behind(s, &queue.value, position).await?;
-                    }
+                // In a gate, items behind a failing item are retested
+                // without it at once; the failing item itself is reported
+                // only at the head, since a failure ahead of it could be
+                // the cause (it would then be reset and retested).
+                if dependent
+                    && !result.is_success()
+                    && reset_items_behind(s, &queue.value, position).await?
+                {
+                    return Ok(true);
+                }
+                if !dependent || position == 0 {
                     report_and_dequeue(s, &queue, item, buildset, result).await?;
                     return Ok(true);
                 }
@@ -105,15 +112,25 @@ async fn request_merge(
     dependent: bool,
 ) -> Result<bool, StepError> {
     let pipeline = item.value.pipeline.as_str();
-    let items_ahead: Vec<String> = if dependent {
-        queue.items[..position].to_vec()
-    } else {
-        Vec::new()
-    };
+    // Tested on top of the items ahead, leaving out those already failing.
+    let mut items_ahead = Vec::new();
     let mut changes = Vec::new();
-    for uuid in &items_ahead {
-        if let Some(ahead) = db::read::<QueueItem>(&s.store, &s.layout.item(pipeline, uuid)).await?
-        {
+    for uuid in queue.items[..position].iter().filter(|_| dependent) {
+        let Some(ahead) = db::read::<QueueItem>(&s.store, &s.layout.item(pipeline, uuid)).await?
+        else {
+            continue;
+        };
+        let ahead_buildset = s
+            .layout
+            .buildset(pipeline, uuid, &ahead.value.current_buildset);
+        let failing = db::read::<BuildSet>(&s.store, &ahead_buildset)
+            .await?
+            .is_some_and(|b| {
+                b.value.state == BuildSetState::Completed
+                    && !b.value.result.is_some_and(ItemResult::is_success)
+            });
+        if !failing {
+            items_ahead.push(uuid.clone());
             changes.push(ahead.value.change);
         }
     }
@@ -132,6 +149,7 @@ async fn request_merge(
         pipeline: pipeline.to_string(),
         zuul_event_id: item.value.zuul_event_id.clone(),
         changes,
+        started_by: Some(s.name.clone()),
         span_context: span.as_ref().map(|info| info.span_context()),
         span_info: span,
     };
@@ -198,6 +216,7 @@ async fn merged(
             end_time: None,
             exit_code: None,
             result: None,
+            started_by: Some(s.name.clone()),
             span_info: span,
         };
         let request = BuildRequest {
@@ -266,12 +285,13 @@ async fn builds_done(
 
 /// Gate reset: every item behind `position` that was tested on top of the
 /// failing item gets a new build set (linked to its old one, whose span
-/// ends with result RESET).
+/// ends with result RESET). Returns whether any item was reset.
 async fn reset_items_behind(
     s: &Scheduler,
     queue: &ChangeQueue,
     position: usize,
-) -> Result<(), StepError> {
+) -> Result<bool, StepError> {
+    let mut reset = false;
     let failing = &queue.items[position];
     let pipeline = queue.pipeline.as_str();
     for uuid in &queue.items[position + 1..] {
@@ -286,7 +306,7 @@ async fn reset_items_behind(
         let Some(mut old) = db::read::<BuildSet>(&s.store, &old_path).await? else {
             continue;
         };
-        if !old.value.items_ahead.contains(failing) && old.value.state != BuildSetState::New {
+        if !old.value.items_ahead.contains(failing) {
             continue;
         }
         let new = new_buildset(
@@ -313,8 +333,9 @@ async fn reset_items_behind(
         s.store.multi(&ops).await?;
         spans::end_buildset(&s.tracer, &old.value, ItemResult::Reset.as_str());
         tracing::info!(%pipeline, item = %uuid, old = %old.value.uuid, new = %new.uuid, "gate reset");
+        reset = true;
     }
-    Ok(())
+    Ok(reset)
 }
 
 /// Writes the report, removes the item (one atomic write), then ends its

@@ -118,6 +118,7 @@ async fn merge_completed(
     spans::end_merge(
         &s.tracer,
         request.as_ref().and_then(|r| r.span_info.as_ref()),
+        &request.as_ref().and_then(|r| r.started_by.clone()),
         &done.merge_request,
         &done.buildset_uuid,
         item.as_ref().map_or("", |i| i.value.zuul_event_id.as_str()),

@@ -38,6 +38,12 @@ fn strings(values: impl IntoIterator<Item = String>) -> Value {
     ))
 }
 
+fn started_by(attributes: &mut Vec<KeyValue>, by: &Option<String>) {
+    if let Some(name) = by {
+        attributes.push(KeyValue::new("dspans.started_by", name.clone()));
+    }
+}
+
 /// QueueItem end attributes.
 pub fn end_queue_item(tracer: &DurableTracer, item: &QueueItem, result: &str, cicd_result: &str) {
     let change: &ChangeRef = &item.change;
@@ -88,6 +94,7 @@ pub fn end_build(tracer: &DurableTracer, build: &Build, result: &str, cicd_resul
 pub fn end_merge(
     tracer: &DurableTracer,
     span: Option<&SpanInfo>,
+    by: &Option<String>,
     uuid: &str,
     buildset_uuid: &str,
     zuul_event_id: &str,
@@ -99,5 +106,7 @@ pub fn end_merge(
         KeyValue::new("zuul_event_id", zuul_event_id.to_string()),
         KeyValue::new("result", result.to_string()),
     ];
+    let mut attributes = attributes;
+    started_by(&mut attributes, by);
     tracer.end_saved_span(span, EndOptions::new().attributes(attributes));
 }

@@ -176,6 +176,7 @@ async fn enqueue_item_in(
         resets: 0,
         result: None,
         report_time: None,
+        started_by: Some(s.name.clone()),
         span_info: item_span,
     };
     queue.value.items.push(item_uuid.clone());
@@ -230,6 +231,7 @@ pub(super) fn new_buildset(
         builds: Default::default(),
         previous_buildset: previous.map(|p| p.uuid.clone()),
         result: None,
+        started_by: Some(s.name.clone()),
         span_info: spans::start_child(&s.tracer, "BuildSet", item_span, Timestamp::now(), links),
     }
 }

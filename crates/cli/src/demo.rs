@@ -1,0 +1,444 @@
+//! `dspans demo`: the whole pipeline on one machine, as separate processes,
+//! with a scheduler killed mid-run, and the traces it produced.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use clap::{Args, ValueEnum};
+use dspans_otlp::view::{render_html, render_terminal, TraceSet};
+use dspans_pipeline::{Config, Layout};
+
+use crate::pipeline_cmd::read_status;
+
+/// Store backend of the demo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DemoBackend {
+    Sqlite,
+    Zookeeper,
+}
+
+/// Options of `dspans demo`.
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Workspace directory (created when missing; default: a new directory
+    /// under the system's temporary directory). It keeps the config, the
+    /// git repository, the logs, traces.jsonl and report.html.
+    #[arg(long, value_name = "D")]
+    pub dir: Option<PathBuf>,
+    /// Changes to enqueue into the gate pipeline.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=200))]
+    pub items: u64,
+    /// Store backend.
+    #[arg(long, value_enum, default_value = "sqlite")]
+    pub backend: DemoBackend,
+    /// ZooKeeper connection string (with --backend zookeeper; start one with
+    /// `scripts/zookeeper.sh start`).
+    #[arg(long, value_name = "HOSTS", default_value = "127.0.0.1:2181")]
+    pub zk: String,
+}
+
+/// Child processes, stopped (SIGTERM, then SIGKILL) when dropped.
+struct Processes {
+    children: Vec<(String, Child)>,
+}
+
+impl Processes {
+    fn spawn(&mut self, name: &str, mut command: Command) -> anyhow::Result<()> {
+        let child = command
+            .spawn()
+            .with_context(|| format!("cannot start {name}"))?;
+        self.children.push((name.to_string(), child));
+        Ok(())
+    }
+
+    fn signal(&self, name: &str, signal: &str) {
+        if let Some((_, child)) = self.children.iter().find(|(n, _)| n == name) {
+            let _ = Command::new("kill")
+                .args([signal, &child.id().to_string()])
+                .status();
+        }
+    }
+
+    /// SIGTERM to each, then waits (SIGKILL after 15 s).
+    fn stop(&mut self, names: &[&str]) {
+        for name in names {
+            self.signal(name, "-TERM");
+        }
+        for name in names {
+            let Some(pos) = self.children.iter().position(|(n, _)| n == name) else {
+                continue;
+            };
+            let (_, mut child) = self.children.remove(pos);
+            let deadline = Instant::now() + Duration::from_secs(15);
+            loop {
+                match child.try_wait() {
+                    Ok(Some(_)) | Err(_) => break,
+                    Ok(None) if Instant::now() > deadline => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break;
+                    }
+                    Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn git(repo: &Path, args: &[&str]) -> anyhow::Result<()> {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(repo)
+        .env("GIT_AUTHOR_NAME", "dspans demo")
+        .env("GIT_AUTHOR_EMAIL", "demo@dspans.invalid")
+        .env("GIT_COMMITTER_NAME", "dspans demo")
+        .env("GIT_COMMITTER_EMAIL", "demo@dspans.invalid")
+        .output()
+        .context("cannot run git (is it installed?)")?;
+    if !out.status.success() {
+        bail!(
+            "git {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// A repository whose change branches merge cleanly, except change 3's,
+/// which edits a line main has changed since.
+fn make_repository(repo: &Path, items: u64) -> anyhow::Result<()> {
+    std::fs::create_dir_all(repo)?;
+    git(repo, &["init", "-q", "-b", "main"])?;
+    std::fs::write(repo.join("VERSION"), "1.0\n")?;
+    git(repo, &["add", "VERSION"])?;
+    git(repo, &["commit", "-qm", "Initial version"])?;
+    for n in 1..=items {
+        git(
+            repo,
+            &["checkout", "-q", "-b", &format!("changes/{n}/1"), "main"],
+        )?;
+        if n == 3 {
+            std::fs::write(repo.join("VERSION"), "1.1-rc\n")?;
+        } else {
+            std::fs::write(
+                repo.join(format!("change-{n}.txt")),
+                format!("change {n}\n"),
+            )?;
+        }
+        git(repo, &["add", "-A"])?;
+        git(repo, &["commit", "-qm", &format!("Change {n}")])?;
+    }
+    git(repo, &["checkout", "-q", "main"])?;
+    std::fs::write(repo.join("VERSION"), "1.1\n")?;
+    git(repo, &["commit", "-qam", "Release 1.1"])?;
+    Ok(())
+}
+
+fn config_text(args: &DemoArgs, dir: &Path, endpoint: &str) -> String {
+    let store = match args.backend {
+        DemoBackend::Sqlite => "backend = \"sqlite\"\npath = \"state/dspans.db\"".to_string(),
+        DemoBackend::Zookeeper => format!(
+            "backend = \"zookeeper\"\nhosts = \"{}\"\nchroot = \"/dspans-demo-{}\"",
+            args.zk,
+            std::process::id()
+        ),
+    };
+    format!(
+        r#"# Written by `dspans demo`.
+[store]
+{store}
+session_timeout_ms = 3000
+
+[tracing]
+enabled = true
+protocol = "grpc"
+endpoint = "{endpoint}"
+service_name = "dspans-demo"
+
+[[pipeline]]
+name = "gate"
+manager = "dependent"
+
+[[job]]
+name = "unit"
+# Change 2 fails its unit tests.
+run = 'sleep 0.5; test "$DSPANS_CHANGE" != 2'
+timeout_s = 60
+
+[[job]]
+name = "lint"
+run = "sleep 0.2"
+timeout_s = 60
+
+[[project]]
+name = "org/project"
+repo = "{repo}"
+gate = ["unit", "lint"]
+"#,
+        repo = dir.join("repo").display(),
+    )
+}
+
+fn component(
+    exe: &Path,
+    kind: &str,
+    name: &str,
+    config: &Path,
+    logs: &Path,
+) -> anyhow::Result<Command> {
+    let log = std::fs::File::create(logs.join(format!("{name}.log")))?;
+    let mut command = Command::new(exe);
+    command
+        .args([kind, "--config"])
+        .arg(config)
+        .args(["--name", name])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log);
+    Ok(command)
+}
+
+/// Runs the demo; exits non-zero when a trace is incomplete.
+pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let dir = match &args.dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            dir.canonicalize()?
+        }
+        None => tempfile::Builder::new()
+            .prefix("dspans-demo-")
+            .tempdir()?
+            .keep(),
+    };
+    println!("dspans demo: workspace {}", dir.display());
+    let exe = std::env::current_exe().context("cannot find the dspans executable")?;
+    let logs = dir.join("logs");
+    std::fs::create_dir_all(&logs)?;
+    if !dir.join("repo").exists() {
+        make_repository(&dir.join("repo"), args.items)?;
+    }
+    let traces = dir.join("traces.jsonl");
+    let _ = std::fs::remove_file(&traces);
+
+    let mut procs = Processes {
+        children: Vec::new(),
+    };
+    let mut collector = Command::new(&exe);
+    collector
+        .args([
+            "collector",
+            "--grpc",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+            "--out",
+        ])
+        .arg(&traces)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(logs.join("collector.log"))?);
+    let mut child = collector.spawn().context("cannot start the collector")?;
+    let stdout = child.stdout.take().context("collector stdout")?;
+    procs.children.push(("collector".into(), child));
+    let endpoint = tokio::task::spawn_blocking(move || -> anyhow::Result<String> {
+        for line in BufReader::new(stdout).lines() {
+            if let Some(addr) = line?.strip_prefix("grpc ") {
+                return Ok(format!("http://{addr}"));
+            }
+        }
+        bail!("the collector exited before listening")
+    })
+    .await??;
+    println!("dspans demo: collector listening, OTLP/gRPC at {endpoint}");
+
+    let config_path = dir.join("dspans.toml");
+    std::fs::write(&config_path, config_text(&args, &dir, &endpoint))?;
+    let config = Config::from_file(&config_path)?;
+    let schedulers = ["scheduler-1", "scheduler-2"];
+    for name in schedulers {
+        procs.spawn(
+            name,
+            component(&exe, "scheduler", name, &config_path, &logs)?,
+        )?;
+    }
+    procs.spawn(
+        "executor-1",
+        component(&exe, "executor", "executor-1", &config_path, &logs)?,
+    )?;
+    procs.spawn(
+        "merger-1",
+        component(&exe, "merger", "merger-1", &config_path, &logs)?,
+    )?;
+    println!(
+        "dspans demo: started 2 schedulers, an executor and a merger (logs in {})",
+        logs.display()
+    );
+
+    let store = dspans_store::open(&config.store)
+        .await
+        .context("cannot open the store")?;
+    for n in 1..=args.items {
+        let out = Command::new(&exe)
+            .args(["enqueue", "--config"])
+            .arg(&config_path)
+            .args([
+                "--pipeline",
+                "gate",
+                "--project",
+                "org/project",
+                "--change",
+                &n.to_string(),
+            ])
+            .output()?;
+        if !out.status.success() {
+            bail!("enqueue failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+    println!(
+        "dspans demo: enqueued {} changes into the gate pipeline",
+        args.items
+    );
+
+    let lock = Layout::default().pipeline_lock("gate");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut killed: Option<String> = None;
+    let mut last_line = String::new();
+    loop {
+        let status = read_status(&config, &store).await?;
+        let building = status
+            .pipelines
+            .iter()
+            .flat_map(|p| &p.items)
+            .any(|i| i.buildset_state == "building");
+        if killed.is_none() && building {
+            if let Some(node) = store.get(&lock).await? {
+                let holder = String::from_utf8_lossy(&node.data).to_string();
+                if schedulers.contains(&holder.as_str()) {
+                    procs.signal(&holder, "-KILL");
+                    println!("dspans demo: killed {holder} (SIGKILL) while it held the gate pipeline with builds running");
+                    killed = Some(holder);
+                }
+            }
+        }
+        let queued: usize = status.pipelines.iter().map(|p| p.items.len()).sum();
+        let reported: usize = status.pipelines.iter().map(|p| p.reports).sum();
+        let line = format!(
+            "dspans demo: {reported}/{} reported, {queued} in the queue",
+            args.items
+        );
+        if line != last_line {
+            println!("{line}");
+            last_line = line;
+        }
+        if status.idle() && reported as u64 >= args.items {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the pipeline did not finish within 120 s; see {}",
+                logs.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let reports = read_reports(&store).await?;
+    let _ = store.close().await;
+
+    let mut running: Vec<&str> = schedulers
+        .iter()
+        .copied()
+        .filter(|s| Some(*s) != killed.as_deref())
+        .collect();
+    running.extend(["executor-1", "merger-1"]);
+    procs.stop(&running);
+    procs.stop(&["collector"]);
+
+    let set = TraceSet::read(&traces)?;
+    print!("\n{}", render_terminal(&set));
+    let html = dir.join("report.html");
+    std::fs::write(&html, render_html(&set))?;
+    let summary = set.summary();
+    let handed_over = set
+        .traces()
+        .iter()
+        .flat_map(|t| &t.spans)
+        .filter(|s| {
+            let attr = |list: &[(String, String)], key: &str| {
+                list.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+            };
+            match (
+                attr(&s.attributes, "dspans.started_by"),
+                attr(&s.resource_attributes, "service.instance.id"),
+            ) {
+                (Some(starter), Some(ender)) => starter != ender,
+                _ => false,
+            }
+        })
+        .count();
+    let items_traces = set
+        .traces()
+        .iter()
+        .filter(|t| t.spans.iter().any(|s| s.name == "QueueItem"))
+        .count();
+    println!("\nSummary");
+    for (number, result) in &reports {
+        println!("  change {number}: {result}");
+    }
+    println!("  spans:                                 {}", summary.spans);
+    println!(
+        "  traces:                                {} ({} queue items)",
+        summary.traces.len(),
+        items_traces
+    );
+    println!("  spans ended by another process:        {handed_over}");
+    println!(
+        "  spans with a missing parent:           {}",
+        summary.missing_parent
+    );
+    println!(
+        "  duplicate span ids:                    {}",
+        summary.duplicate_span_ids
+    );
+    println!("  traces: {}", traces.display());
+    println!("  report: {}", html.display());
+    println!("  took {:.1} s", started.elapsed().as_secs_f64());
+    if summary.missing_parent > 0
+        || summary.duplicate_span_ids > 0
+        || items_traces as u64 != args.items
+    {
+        bail!("incomplete traces: see {}", html.display());
+    }
+    Ok(())
+}
+
+async fn read_reports(
+    store: &std::sync::Arc<dyn dspans_store::Store>,
+) -> anyhow::Result<Vec<(u64, String)>> {
+    use dspans_pipeline::model::{Report, StoredObject};
+    let dir = Layout::default().reports("gate");
+    let mut out = Vec::new();
+    for name in store.children(&dir).await.unwrap_or_default() {
+        if let Some(node) = store.get(&format!("{dir}/{name}")).await? {
+            let report = Report::from_json(&node.data)?;
+            out.push((report.change.number, report.result.as_str().to_string()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
