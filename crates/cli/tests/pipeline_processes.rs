@@ -425,9 +425,18 @@ fn handover_after_sigkill_zookeeper() {
 }
 
 #[test]
-fn gate_reset_links_the_new_buildset_to_the_old() {
+fn gate_reset_links_the_new_buildset_to_the_old_sqlite() {
+    gate_reset(Backend::Sqlite);
+}
+
+#[test]
+fn gate_reset_links_the_new_buildset_to_the_old_zookeeper() {
+    gate_reset(Backend::Zookeeper);
+}
+
+fn gate_reset(backend: Backend) {
     let unit = r#"if [ "$DSPANS_CHANGE" = 1 ]; then sleep 0.5; exit 1; fi"#;
-    let mut world = World::new(Backend::Sqlite, "dependent", unit, None);
+    let mut world = World::new(backend, "dependent", unit, None);
     world.spawn("scheduler", "scheduler-a");
     world.spawn("executor", "executor-1");
     world.spawn("executor", "executor-2");
@@ -478,7 +487,16 @@ fn git(dir: &Path, args: &[&str]) {
 }
 
 #[test]
-fn merge_conflict_and_timeout_are_reported_and_traced() {
+fn merge_conflict_and_timeout_are_reported_and_traced_sqlite() {
+    merge_conflict_and_timeout(Backend::Sqlite);
+}
+
+#[test]
+fn merge_conflict_and_timeout_are_reported_and_traced_zookeeper() {
+    merge_conflict_and_timeout(Backend::Zookeeper);
+}
+
+fn merge_conflict_and_timeout(backend: Backend) {
     let repo = tempfile::tempdir().unwrap();
     let r = repo.path();
     git(r, &["init", "-q", "-b", "main"]);
@@ -506,7 +524,7 @@ fn merge_conflict_and_timeout_are_reported_and_traced() {
     // Change 1 conflicts with main; change 2 merges but its unit job
     // outlives the 2 s timeout.
     let unit = r#"if [ "$DSPANS_CHANGE" = 2 ]; then sleep 30; fi"#;
-    let mut world = World::new(Backend::Sqlite, "independent", unit, Some(r));
+    let mut world = World::new(backend, "independent", unit, Some(r));
     world.spawn("scheduler", "scheduler-a");
     world.spawn("executor", "executor-1");
     world.spawn("executor", "executor-2");
@@ -548,9 +566,18 @@ fn merge_conflict_and_timeout_are_reported_and_traced() {
 }
 
 #[test]
-fn a_build_whose_executor_is_killed_is_retried_and_its_span_ends_once() {
+fn a_build_whose_executor_is_killed_is_retried_and_its_span_ends_once_sqlite() {
+    executor_killed(Backend::Sqlite);
+}
+
+#[test]
+fn a_build_whose_executor_is_killed_is_retried_and_its_span_ends_once_zookeeper() {
+    executor_killed(Backend::Zookeeper);
+}
+
+fn executor_killed(backend: Backend) {
     let unit = r#"touch "$DSPANS_TEST_MARKERS/running-$DSPANS_BUILD"; sleep 1"#;
-    let mut world = World::new(Backend::Sqlite, "independent", unit, None);
+    let mut world = World::new(backend, "independent", unit, None);
     world.spawn("scheduler", "scheduler-a");
     world.spawn("merger", "merger-1");
     world.spawn("executor", "executor-1");
@@ -604,4 +631,27 @@ fn restart_under_the_same_name_sqlite() {
 #[test]
 fn restart_under_the_same_name_zookeeper() {
     restart_under_the_same_name(Backend::Zookeeper);
+}
+
+/// An executor killed and restarted under the same name hands its dead
+/// predecessor's build back at once (session timeout here: 60 s).
+#[test]
+fn an_executor_restarted_under_its_name_retries_its_build_at_once() {
+    let unit = r#"touch "$DSPANS_TEST_MARKERS/running-$DSPANS_BUILD"; sleep 1"#;
+    let mut world = World::with_session_timeout(Backend::Sqlite, "independent", unit, None, 60_000);
+    world.spawn("scheduler", "scheduler-a");
+    world.spawn("merger", "merger-1");
+    world.spawn("executor", "executor-1");
+    world.enqueue(1);
+    world.wait_for_file("running-");
+    world.kill("executor-1");
+    world.children.retain(|(name, _)| name != "executor-1");
+    world.spawn("executor", "executor-1");
+    let out = world.dspans(&["status", "--wait-idle", "30"]);
+    assert!(
+        out.status.success(),
+        "not idle 30 s after the restart (session timeout 60 s)\n{}",
+        world.logs()
+    );
+    assert_eq!(world.reports()[0]["result"], "SUCCESS");
 }

@@ -379,6 +379,15 @@ pub(crate) async fn serve<F, W>(
     F: Future<Output = ()>,
 {
     let mut shutdown = std::pin::pin!(shutdown);
+    match queue.reclaim(name).await {
+        Ok(ids) if !ids.is_empty() => {
+            tracing::warn!(worker = %name, requests = ?ids, "handed back the requests an earlier run of this worker had claimed")
+        }
+        Ok(_) => {}
+        Err(error) => {
+            tracing::warn!(worker = %name, %error, "cannot look for requests of an earlier run")
+        }
+    }
     let abort = Abort::new();
     let mut watch = None;
     loop {

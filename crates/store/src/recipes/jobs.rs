@@ -394,6 +394,37 @@ impl JobQueue {
         Ok(requeued)
     }
 
+    /// Hands back the requests that `worker` claimed in an earlier session:
+    /// a worker killed and restarted under the same name gets its dead
+    /// predecessor's work retried at once, instead of after that session
+    /// times out. Worker names must be unique for this to be safe.
+    pub async fn reclaim(&self, worker: &str) -> Result<Vec<String>> {
+        let mut handed_back = Vec::new();
+        for job in self.list().await? {
+            if job.record.state != JobState::Running || job.record.worker.as_deref() != Some(worker)
+            {
+                continue;
+            }
+            let lock = self.lock_for(&job.id);
+            let Some(guard) = lock.try_acquire_or_reclaim(worker.as_bytes()).await? else {
+                continue;
+            };
+            let mut current = job;
+            current.record.state = JobState::Requested;
+            current.record.worker = None;
+            let path = self.request_path(&current.id);
+            let data =
+                serde_json::to_vec(&current.record).map_err(|e| super::json_err(&path, e))?;
+            match self.store.set(&path, &data, Some(current.version)).await {
+                Ok(_) => handed_back.push(current.id.clone()),
+                Err(err) if err.is_bad_version() || err.is_no_node() => {}
+                Err(err) => return Err(err),
+            }
+            guard.release().await?;
+        }
+        Ok(handed_back)
+    }
+
     /// Notifies submissions and removals of requests.
     pub async fn watch(&self) -> Result<Watch> {
         self.ensure_layout().await?;
