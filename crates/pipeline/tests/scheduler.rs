@@ -105,6 +105,16 @@ fn config(dir: &std::path::Path, run: &str) -> Config {
 
 /// Runs the three components until `n` items are reported; returns the reports.
 async fn run_pipeline(config: Config, otlp: &Otlp, changes: &[u64]) -> Vec<Report> {
+    run_until_reported(config, otlp, changes, changes.len()).await
+}
+
+/// Runs the components, enqueues `changes`, and waits for `expected` reports.
+async fn run_until_reported(
+    config: Config,
+    otlp: &Otlp,
+    changes: &[u64],
+    expected: usize,
+) -> Vec<Report> {
     let store: Arc<dyn Store> = dspans_store::open(&config.store).await.unwrap();
     let layout = Layout::default();
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -152,7 +162,7 @@ async fn run_pipeline(config: Config, otlp: &Otlp, changes: &[u64]) -> Vec<Repor
             .children(&layout.reports("gate"))
             .await
             .unwrap_or_default();
-        if names.len() >= changes.len() {
+        if names.len() >= expected {
             let mut reports = Vec::new();
             for name in names {
                 let node = store
@@ -361,4 +371,91 @@ fn a_failing_change_ahead_resets_the_item_behind() {
         .find(|l| l.span_id == reset.span_id)
         .unwrap();
     assert_eq!(link.attributes[0].key, "previous_buildset");
+}
+
+/// Objects written before tracing was enabled carry no span data: they are
+/// processed like any other, their spans degrade to new root traces, and
+/// nothing fails.
+#[test]
+fn objects_without_span_data_are_processed_normally() {
+    use dspans_pipeline::model::{BuildSet, BuildSetState, ChangeQueue, ItemState, QueueItem};
+    use dspans_store::CreateMode;
+
+    let otlp = Otlp::start();
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .unwrap();
+    let config = config(dir.path(), "true");
+    runtime.block_on(async {
+        let store: Arc<dyn Store> = dspans_store::open(&config.store).await.unwrap();
+        let layout = Layout::default();
+        // An item and build set as an older, untraced version wrote them.
+        let item_uuid = dspans_pipeline::model::new_uuid();
+        let buildset = BuildSet {
+            uuid: dspans_pipeline::model::new_uuid(),
+            item_uuid: item_uuid.clone(),
+            pipeline: "gate".into(),
+            zuul_event_id: "old-event".into(),
+            state: BuildSetState::New,
+            items_ahead: vec![],
+            merge_request: None,
+            merge_request_id: None,
+            merge_result: None,
+            jobs: vec!["unit".into(), "lint".into()],
+            builds: Default::default(),
+            previous_buildset: None,
+            result: None,
+            started_by: None,
+            span_info: None,
+        };
+        let item = QueueItem {
+            uuid: item_uuid.clone(),
+            pipeline: "gate".into(),
+            queue: "default".into(),
+            change: ChangeRef { project: "org/project".into(), number: 7, patchset: 1, branch: "main".into() },
+            zuul_event_id: "old-event".into(),
+            enqueue_time: durable_spans::Timestamp::now(),
+            state: ItemState::Queued,
+            current_buildset: buildset.uuid.clone(),
+            previous_buildset: None,
+            resets: 0,
+            result: None,
+            report_time: None,
+            started_by: None,
+            span_info: None,
+        };
+        let queue = ChangeQueue { pipeline: "gate".into(), name: "default".into(), items: vec![item_uuid.clone()] };
+        let create = |path: String, data: Vec<u8>| {
+            let store = store.clone();
+            async move { store.create_all(&path, &data).await.unwrap() }
+        };
+        create(layout.change_queue("gate", "default"), queue.to_json().unwrap()).await;
+        // Strip the span keys entirely, as an old writer would not have them.
+        let strip = |json: Vec<u8>| {
+            let mut value: serde_json::Value = serde_json::from_slice(&json).unwrap();
+            value.as_object_mut().unwrap().remove("span_info");
+            serde_json::to_vec(&value).unwrap()
+        };
+        create(layout.item("gate", &item_uuid), strip(item.to_json().unwrap())).await;
+        create(layout.buildset("gate", &item_uuid, &buildset.uuid), strip(buildset.to_json().unwrap())).await;
+        create(layout.builds("gate", &item_uuid, &buildset.uuid), Vec::new()).await;
+        // And a trigger event without a span context.
+        let event = br#"{"zuul_event_id":"untraced","pipeline":"gate","change":{"project":"org/project","number":8,"patchset":1,"branch":"main"},"timestamp":1700000000000000000}"#;
+        store.create_all(&layout.trigger_events(), b"").await.unwrap();
+        store.create(&format!("{}/event-", layout.trigger_events()), event, CreateMode::PersistentSequential).await.unwrap();
+        let _ = store.close().await;
+    });
+    let reports = runtime.block_on(run_until_reported(config, &otlp, &[9], 3));
+    let result = |n: u64| {
+        reports
+            .iter()
+            .find(|r| r.change.number == n)
+            .map(|r| r.result)
+    };
+    assert_eq!(result(7), Some(ItemResult::Success), "{reports:?}");
+    assert_eq!(result(8), Some(ItemResult::Success), "{reports:?}");
+    assert_eq!(result(9), Some(ItemResult::Success), "{reports:?}");
 }
