@@ -2,83 +2,21 @@
 //! environment, span parents, exclusive claims, undecodable requests and
 //! shutdown hand-back.
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dspans_otlp::proto::trace::v1::Span;
-use dspans_otlp::receiver::{MemorySink, Receiver, RunningReceiver};
-use dspans_otlp::{build_exporter, ExportOptions, Protocol};
 use dspans_pipeline::executor::Executor;
 use dspans_pipeline::model::{BuildRequest, BuildResult, ChangeRef, ResultEvent, StoredObject};
 use dspans_pipeline::{Config, Layout};
 use dspans_store::recipes::{EventQueue, JobQueue, JobState};
 use dspans_store::{SqliteStore, Store, StoreConfig};
-use durable_spans::{DurableTracer, SavedSpanOptions, SpanContext};
+use durable_spans::{SavedSpanOptions, SpanContext};
+use support::{Otlp, DEADLINE};
 use tokio::sync::oneshot;
-
-const DEADLINE: Duration = Duration::from_secs(30);
-
-/// A real OTLP/gRPC receiver on its own runtime (the simple processor
-/// blocks while exporting).
-struct Otlp {
-    runtime: tokio::runtime::Runtime,
-    running: Option<RunningReceiver>,
-    sink: MemorySink,
-    endpoint: String,
-}
-
-impl Otlp {
-    fn start() -> Otlp {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let sink = MemorySink::new();
-        let running = runtime
-            .block_on(
-                Receiver::builder()
-                    .grpc("127.0.0.1:0".parse().unwrap())
-                    .start(sink.clone()),
-            )
-            .unwrap();
-        let endpoint = running.grpc_endpoint().unwrap();
-        Otlp {
-            runtime,
-            running: Some(running),
-            sink,
-            endpoint,
-        }
-    }
-
-    fn tracer(&self) -> DurableTracer {
-        let options = ExportOptions {
-            enabled: true,
-            protocol: Protocol::Grpc,
-            endpoint: Some(self.endpoint.clone()),
-            ..ExportOptions::default()
-        };
-        DurableTracer::builder("dspans")
-            .service_name("executor-test")
-            .with_simple_exporter(build_exporter(&options).unwrap())
-            .build()
-    }
-
-    fn spans(&self, n: usize) -> Vec<Span> {
-        self.runtime
-            .block_on(self.sink.wait_for_spans(n, DEADLINE))
-            .unwrap_or_else(|e| panic!("{e}"))
-    }
-}
-
-impl Drop for Otlp {
-    fn drop(&mut self) {
-        if let Some(running) = self.running.take() {
-            let _ = self.runtime.block_on(running.shutdown());
-        }
-    }
-}
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -186,7 +124,7 @@ fn attr(span: &Span, key: &str) -> Option<String> {
 #[test]
 fn runs_commands_reports_results_and_traces_under_the_request_context() {
     let otlp = Otlp::start();
-    let tracer = otlp.tracer();
+    let tracer = otlp.tracer("executor-test");
     let dir = tempfile::tempdir().unwrap();
     let env_file = dir.path().join("env.txt");
     let rt = runtime();
@@ -316,7 +254,7 @@ fn two_executors_run_each_of_ten_requests_exactly_once() {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let mut tasks = Vec::new();
         for (name, store) in [("exec-a", store_a.clone()), ("exec-b", store_b.clone())] {
-            let executor = Executor::new(config(), store, otlp.tracer(), name);
+            let executor = Executor::new(config(), store, otlp.tracer("executor-test"), name);
             let mut stopped = stopped.clone();
             tasks.push(tokio::spawn(executor.run(async move {
                 let _ = stopped.wait_for(|s| *s).await;
@@ -359,7 +297,12 @@ fn an_undecodable_request_is_completed_with_error() {
         let hopeless = queue.submit(&serde_json::json!([1, 2])).await.unwrap();
         let good = queue.submit(&request("g", "true", 10, None)).await.unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let executor = Executor::new(config(), store.clone(), otlp.tracer(), "exec-1");
+        let executor = Executor::new(
+            config(),
+            store.clone(),
+            otlp.tracer("executor-test"),
+            "exec-1",
+        );
         let task = tokio::spawn(executor.run(async {
             let _ = stopped.await;
         }));
@@ -399,7 +342,12 @@ fn shutdown_hands_back_a_build_that_does_not_end_within_the_grace_period() {
             .await
             .unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let executor = Executor::new(config(), store.clone(), otlp.tracer(), "exec-1");
+        let executor = Executor::new(
+            config(),
+            store.clone(),
+            otlp.tracer("executor-test"),
+            "exec-1",
+        );
         let task = tokio::spawn(executor.run(async {
             let _ = stopped.await;
         }));
@@ -441,7 +389,12 @@ fn shutdown_finishes_a_build_that_ends_within_the_grace_period() {
             .await
             .unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let executor = Executor::new(config(), store.clone(), otlp.tracer(), "exec-1");
+        let executor = Executor::new(
+            config(),
+            store.clone(),
+            otlp.tracer("executor-test"),
+            "exec-1",
+        );
         let task = tokio::spawn(executor.run(async {
             let _ = stopped.await;
         }));

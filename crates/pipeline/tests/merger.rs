@@ -2,6 +2,8 @@
 //! OTLP receiver: clean merges, conflicts, projects without a repository,
 //! and the MergerJob span's parent.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
@@ -9,8 +11,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dspans_otlp::proto::trace::v1::Span;
-use dspans_otlp::receiver::{MemorySink, Receiver, RunningReceiver};
-use dspans_otlp::{build_exporter, ExportOptions, Protocol};
 use dspans_pipeline::merger::{change_branch, Merger};
 use dspans_pipeline::model::{
     ChangeRef, MergeCompleted, MergeRequest, MergeResult, ResultEvent, StoredObject,
@@ -18,71 +18,9 @@ use dspans_pipeline::model::{
 use dspans_pipeline::{Config, Layout};
 use dspans_store::recipes::{EventQueue, JobQueue, JobState};
 use dspans_store::{SqliteStore, Store, StoreConfig};
-use durable_spans::{DurableTracer, SavedSpanOptions, SpanContext};
+use durable_spans::{SavedSpanOptions, SpanContext};
+use support::{Otlp, DEADLINE};
 use tokio::sync::oneshot;
-
-const DEADLINE: Duration = Duration::from_secs(30);
-
-/// A real OTLP/gRPC receiver on its own runtime (the simple processor
-/// blocks while exporting).
-struct Otlp {
-    runtime: tokio::runtime::Runtime,
-    running: Option<RunningReceiver>,
-    sink: MemorySink,
-    endpoint: String,
-}
-
-impl Otlp {
-    fn start() -> Otlp {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let sink = MemorySink::new();
-        let running = runtime
-            .block_on(
-                Receiver::builder()
-                    .grpc("127.0.0.1:0".parse().unwrap())
-                    .start(sink.clone()),
-            )
-            .unwrap();
-        let endpoint = running.grpc_endpoint().unwrap();
-        Otlp {
-            runtime,
-            running: Some(running),
-            sink,
-            endpoint,
-        }
-    }
-
-    fn tracer(&self) -> DurableTracer {
-        let options = ExportOptions {
-            enabled: true,
-            protocol: Protocol::Grpc,
-            endpoint: Some(self.endpoint.clone()),
-            ..ExportOptions::default()
-        };
-        DurableTracer::builder("dspans")
-            .service_name("merger-test")
-            .with_simple_exporter(build_exporter(&options).unwrap())
-            .build()
-    }
-
-    fn spans(&self, n: usize) -> Vec<Span> {
-        self.runtime
-            .block_on(self.sink.wait_for_spans(n, DEADLINE))
-            .unwrap_or_else(|e| panic!("{e}"))
-    }
-}
-
-impl Drop for Otlp {
-    fn drop(&mut self) {
-        if let Some(running) = self.running.take() {
-            let _ = self.runtime.block_on(running.shutdown());
-        }
-    }
-}
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -224,7 +162,7 @@ fn merge_request(uuid: &str, changes: Vec<ChangeRef>, parent: Option<SpanContext
 #[test]
 fn merges_clean_changes_reports_conflicts_and_traces_under_the_merge_span() {
     let otlp = Otlp::start();
-    let tracer = otlp.tracer();
+    let tracer = otlp.tracer("merger-test");
     let dir = tempfile::tempdir().unwrap();
     let repo = dir.path().join("repo");
     make_repo(&repo);

@@ -3,75 +3,20 @@
 //! with the catalogue's parents, and a failing change resets the item
 //! behind it.
 
+mod support;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dspans_otlp::proto::trace::v1::Span;
-use dspans_otlp::receiver::{MemorySink, Receiver, RunningReceiver};
-use dspans_otlp::{build_exporter, ExportOptions, Protocol};
 use dspans_pipeline::executor::Executor;
 use dspans_pipeline::merger::Merger;
 use dspans_pipeline::model::{ChangeRef, ItemResult, Report, StoredObject};
 use dspans_pipeline::scheduler::{enqueue, Scheduler};
 use dspans_pipeline::{Config, Layout};
 use dspans_store::Store;
-use durable_spans::DurableTracer;
-
-const DEADLINE: Duration = Duration::from_secs(60);
-
-struct Otlp {
-    runtime: tokio::runtime::Runtime,
-    running: Option<RunningReceiver>,
-    sink: MemorySink,
-    endpoint: String,
-}
-
-impl Otlp {
-    fn start() -> Otlp {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let sink = MemorySink::new();
-        let running = runtime
-            .block_on(
-                Receiver::builder()
-                    .grpc("127.0.0.1:0".parse().unwrap())
-                    .start(sink.clone()),
-            )
-            .unwrap();
-        let endpoint = running.grpc_endpoint().unwrap();
-        Otlp {
-            runtime,
-            running: Some(running),
-            sink,
-            endpoint,
-        }
-    }
-
-    fn tracer(&self, service: &str) -> DurableTracer {
-        let options = ExportOptions {
-            enabled: true,
-            protocol: Protocol::Grpc,
-            endpoint: Some(self.endpoint.clone()),
-            ..ExportOptions::default()
-        };
-        DurableTracer::builder("dspans")
-            .service_name(service)
-            .with_simple_exporter(build_exporter(&options).unwrap())
-            .build()
-    }
-}
-
-impl Drop for Otlp {
-    fn drop(&mut self) {
-        if let Some(running) = self.running.take() {
-            let _ = self.runtime.block_on(running.shutdown());
-        }
-    }
-}
+use support::{Otlp, DEADLINE};
 
 fn config(dir: &std::path::Path, run: &str) -> Config {
     let text = format!(
