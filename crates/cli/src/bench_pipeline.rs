@@ -1,11 +1,13 @@
 //! `dspans bench pipeline`: items per second through a scheduler, an
 //! executor and a merger, and the store round trips each item costs, with
-//! tracing on (spans sent over OTLP/gRPC to a receiver in this process) or
-//! off (no span processor: span data is still written, nothing exported).
+//! tracing on (spans sent over OTLP/gRPC to a receiver in this process,
+//! saved spans through the span ledger's outbox) or off (`enabled = false`:
+//! nothing sampled, tracked or exported).
 //!
 //! Round trips include the components' polling, which grows with elapsed
-//! time; writes (create, set, delete, multi) are what an item itself costs,
-//! and span data rides in them, so they do not change with tracing.
+//! time; writes (create, set, delete, multi) are what an item itself costs.
+//! Span data and ledger entries ride in those writes; the outbox exporter's
+//! deletions and sweeps are the round trips tracing adds.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,14 +15,15 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use clap::{Args, ValueEnum};
 use dspans_otlp::receiver::{MemorySink, Receiver};
-use dspans_otlp::{build_exporter, ExportOptions, Protocol};
+use dspans_otlp::{ExportOptions, Protocol};
 use dspans_pipeline::executor::Executor;
 use dspans_pipeline::merger::Merger;
 use dspans_pipeline::model::ChangeRef;
 use dspans_pipeline::scheduler::{enqueue, Scheduler};
 use dspans_pipeline::{Config, Layout};
 use dspans_store::{CountingStore, Store, StoreConfig};
-use durable_spans::DurableTracer;
+
+use crate::pipeline_cmd::{self, Kind};
 
 /// Store backend to measure.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -88,24 +91,14 @@ pub async fn run(args: BenchPipelineArgs) -> anyhow::Result<()> {
 
     let sink = MemorySink::new();
     let receiver = ReceiverThread::start(sink.clone())?;
-    let tracer = || -> anyhow::Result<DurableTracer> {
-        let builder = DurableTracer::builder("dspans").service_name("bench");
-        Ok(match args.tracing {
-            OnOff::Off => builder.build(),
-            OnOff::On => {
-                let options = ExportOptions {
-                    enabled: true,
-                    protocol: Protocol::Grpc,
-                    endpoint: Some(receiver.endpoint.clone()),
-                    ..ExportOptions::default()
-                };
-                builder
-                    .with_simple_exporter(build_exporter(&options)?)
-                    .build()
-            }
-        })
+    let mut config = config;
+    config.tracing = ExportOptions {
+        enabled: args.tracing == OnOff::On,
+        protocol: Protocol::Grpc,
+        endpoint: Some(receiver.endpoint.clone()),
+        service_name: Some("bench".to_string()),
+        ..ExportOptions::default()
     };
-
     let mut stores = Vec::new();
     for _ in 0..4 {
         let inner = dspans_store::open(&store_config)
@@ -118,39 +111,47 @@ pub async fn run(args: BenchPipelineArgs) -> anyhow::Result<()> {
     let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let tasks = vec![
-        tokio::spawn(
-            Scheduler::new(
-                config.clone(),
-                as_store(&stores[0]),
-                tracer()?,
-                "bench-scheduler",
-            )
-            .with_layout(layout.clone())
-            .run(wait(stopped.clone())),
-        ),
-        tokio::spawn(
-            Executor::new(
-                config.clone(),
-                as_store(&stores[1]),
-                tracer()?,
-                "bench-executor",
-            )
-            .with_layout(layout.clone())
-            .run(wait(stopped.clone())),
-        ),
-        tokio::spawn(
-            Merger::new(
-                config.clone(),
-                as_store(&stores[2]),
-                tracer()?,
-                "bench-merger",
-            )
-            .with_layout(layout.clone())
-            .run(wait(stopped.clone())),
-        ),
-    ];
-    let client = tracer()?;
+    // Each component is set up as `dspans scheduler|executor|merger` sets
+    // itself up: batched ordinary spans, saved spans through the ledger's
+    // outbox and this process's outbox exporter.
+    let mut tasks = Vec::new();
+    let mut outboxes = Vec::new();
+    for (index, kind) in [Kind::Scheduler, Kind::Executor, Kind::Merger]
+        .into_iter()
+        .enumerate()
+    {
+        let name = format!("bench-{}", kind.as_str());
+        let store = as_store(&stores[index]);
+        let tracer = pipeline_cmd::tracer(&config, kind, &name)?;
+        let (ledger, outbox) =
+            pipeline_cmd::outbox(&config, kind, &name, &store, &layout, &tracer)?;
+        if let Some(outbox) = outbox {
+            outboxes.push((
+                tokio::spawn(outbox.run(wait(stopped.clone()))),
+                tracer.clone(),
+            ));
+        }
+        let config = config.clone();
+        tasks.push(match kind {
+            Kind::Scheduler => tokio::spawn(
+                Scheduler::new(config, store, tracer, name)
+                    .with_layout(layout.clone())
+                    .with_ledger(ledger)
+                    .run(wait(stopped.clone())),
+            ),
+            Kind::Executor => tokio::spawn(
+                Executor::new(config, store, tracer, name)
+                    .with_layout(layout.clone())
+                    .run(wait(stopped.clone())),
+            ),
+            Kind::Merger => tokio::spawn(
+                Merger::new(config, store, tracer, name)
+                    .with_layout(layout.clone())
+                    .run(wait(stopped.clone())),
+            ),
+        });
+    }
+    let client = pipeline_cmd::tracer(&config, Kind::Scheduler, "bench-enqueue")?;
     let before: u64 = stores.iter().map(|s| s.round_trips()).sum();
     let writes_before: u64 = stores.iter().map(|s| s.writes()).sum();
     let started = Instant::now();
@@ -189,6 +190,11 @@ pub async fn run(args: BenchPipelineArgs) -> anyhow::Result<()> {
     for task in tasks {
         task.await?;
     }
+    for (outbox, tracer) in outboxes {
+        outbox.await?;
+        let _ = tracer.shutdown();
+    }
+    let _ = client.shutdown();
     receiver.stop();
     let spans = sink.span_count();
     let _ = stores[3].delete_all(&root).await;

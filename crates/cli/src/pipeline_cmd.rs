@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use clap::Args;
+use dspans_ledger::{ExporterOptions, Ledger, OutboxExporter};
 use dspans_otlp::build_exporter;
 use dspans_pipeline::executor::Executor;
 use dspans_pipeline::merger::Merger;
@@ -16,6 +17,7 @@ use dspans_pipeline::{Config, Layout};
 use dspans_store::recipes::EventQueue;
 use dspans_store::Store;
 use durable_spans::DurableTracer;
+use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor};
 
 /// `--config` and `--name` of a component.
 #[derive(Args, Debug)]
@@ -76,7 +78,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Kind::Scheduler => "scheduler",
             Kind::Executor => "executor",
@@ -94,27 +96,69 @@ fn load(path: &Path) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-/// The component's tracer. Exporting is synchronous (one request per span)
-/// so that a span ended before the process is killed has been sent.
-fn tracer(config: &Config, kind: Kind, instance: &str) -> anyhow::Result<DurableTracer> {
-    // service.instance.id names the process that exported (and so ended)
-    // each span; with the `dspans.started_by` attribute a trace shows the
-    // spans that one process started and another ended.
-    let resource = opentelemetry_sdk::Resource::builder_empty()
+/// The resource of a component's spans: `service.instance.id` names the
+/// process, so with the `dspans.started_by` attribute a trace shows the
+/// spans that one process started and another ended (or exported).
+fn resource(config: &Config, instance: &str) -> opentelemetry_sdk::Resource {
+    opentelemetry_sdk::Resource::builder_empty()
         .with_service_name(config.tracing.service_name().to_string())
         .with_attribute(opentelemetry::KeyValue::new(
             "service.instance.id",
             instance.to_string(),
         ))
-        .build();
-    let mut builder = DurableTracer::builder("dspans").with_resource(resource);
-    if config.tracing.enabled {
-        let exporter = build_exporter(&config.tracing)
-            .with_context(|| format!("{}: cannot set up span export", kind.as_str()))?;
-        builder = builder.with_simple_exporter(exporter);
-    }
-    Ok(builder.build())
+        .build()
 }
+
+/// The component's tracer. Ordinary spans (job runs, event processing) are
+/// exported in batches; saved spans go through the span ledger's outbox
+/// instead (see [`outbox`]). With tracing disabled nothing is sampled, so
+/// nothing is tracked or exported.
+pub(crate) fn tracer(config: &Config, kind: Kind, instance: &str) -> anyhow::Result<DurableTracer> {
+    let builder = DurableTracer::builder("dspans").with_resource(resource(config, instance));
+    if !config.tracing.enabled {
+        let off = opentelemetry_sdk::trace::Sampler::ParentBased(Box::new(
+            opentelemetry_sdk::trace::Sampler::AlwaysOff,
+        ));
+        return Ok(builder.with_sampler(off).build());
+    }
+    let exporter = build_exporter(&config.tracing)
+        .with_context(|| format!("{}: cannot set up span export", kind.as_str()))?;
+    // Sent within half a second, so a trace fills in while one watches.
+    let batch = BatchConfigBuilder::default()
+        .with_scheduled_delay(Duration::from_millis(500))
+        .build();
+    let processor = BatchSpanProcessor::builder(exporter)
+        .with_batch_config(batch)
+        .build();
+    Ok(builder.with_span_processor(processor).build())
+}
+
+/// The span ledger of the pipeline's store and, with tracing enabled, this
+/// process's exporter for its outbox. Schedulers also end orphaned spans.
+pub(crate) fn outbox(
+    config: &Config,
+    kind: Kind,
+    instance: &str,
+    store: &Arc<dyn Store>,
+    layout: &Layout,
+    tracer: &DurableTracer,
+) -> anyhow::Result<(Ledger, Option<OutboxExporter>)> {
+    let ledger = Ledger::new(store.clone(), layout.spans());
+    if !config.tracing.enabled {
+        return Ok((ledger, None));
+    }
+    let exporter = build_exporter(&config.tracing)
+        .with_context(|| format!("{}: cannot set up span export", kind.as_str()))?;
+    let options = ExporterOptions {
+        orphan_interval: matches!(kind, Kind::Scheduler).then_some(ORPHAN_SWEEP_INTERVAL),
+        ..ExporterOptions::default()
+    };
+    let outbox = OutboxExporter::new(&ledger, exporter, tracer, instance, options);
+    Ok((ledger, Some(outbox)))
+}
+
+/// How often schedulers look for open spans whose owner is gone.
+const ORPHAN_SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
 async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     dspans_store::open(&config.store)
@@ -172,10 +216,19 @@ pub async fn run_component(kind: Kind, args: ComponentArgs) -> anyhow::Result<()
             }
         }
     };
+    let (ledger, outbox) = outbox(&config, kind, &name, &store, &Layout::default(), &tracer)?;
+    let (stop_outbox, outbox_stopped) = tokio::sync::watch::channel(false);
+    let outbox_task = outbox.map(|outbox| {
+        let mut stopped = outbox_stopped.clone();
+        tokio::spawn(outbox.run(async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }))
+    });
     let (config, store2, tracer2, name2) = (config, store.clone(), tracer.clone(), name.clone());
     match kind {
         Kind::Scheduler => {
             Scheduler::new(config, store2, tracer2, name2)
+                .with_ledger(ledger)
                 .run(stop)
                 .await
         }
@@ -186,7 +239,13 @@ pub async fn run_component(kind: Kind, args: ComponentArgs) -> anyhow::Result<()
         }
         Kind::Merger => Merger::new(config, store2, tracer2, name2).run(stop).await,
     }
-    let _ = tracer.force_flush();
+    // Spans ended in the last transactions are sent (or left in the outbox
+    // for the other components) before the session closes.
+    let _ = stop_outbox.send(true);
+    if let Some(task) = outbox_task {
+        let _ = task.await;
+    }
+    let _ = tracer.shutdown();
     let _ = store.close().await;
     if expired.load(std::sync::atomic::Ordering::SeqCst) {
         // Its locks and claims went with the session; a supervisor that

@@ -393,8 +393,12 @@ fn handover(backend: Backend) {
     world.wait_idle();
     assert_eq!(world.reports()[0]["result"], "SUCCESS");
     let spans = world.spans_until("the item's spans", |s| {
-        s.iter().any(|s| s.name == "QueueItem")
-            && s.iter().filter(|s| s.name == "Build").count() == 2
+        let count = |name: &str| s.iter().filter(|s| s.name == name).count();
+        count("QueueItem") == 1
+            && count("Merge") == 1
+            && ["Build", "JobExecution", "JobRun"]
+                .iter()
+                .all(|name| count(name) == 2)
     });
     assert_traces_whole(&spans);
     let names = by_name(&spans);
@@ -619,7 +623,14 @@ fn restart_under_the_same_name(backend: Backend) {
     );
     assert!(restarted.elapsed() < Duration::from_secs(30));
     assert_eq!(world.reports()[0]["result"], "SUCCESS");
-    let spans = world.spans_until("the item", |s| s.iter().any(|s| s.name == "QueueItem"));
+    // The Merge span that scheduler-a ended before it was killed is sent
+    // by its successor at once, not after the dead session's 60 s.
+    let spans = world.spans_until("the item", |s| {
+        ["QueueItem", "BuildSet", "Merge", "MergerJob"]
+            .iter()
+            .all(|name| s.iter().any(|s| &s.name == name))
+    });
+    assert!(restarted.elapsed() < Duration::from_secs(30));
     assert_traces_whole(&spans);
 }
 

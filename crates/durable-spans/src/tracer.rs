@@ -123,6 +123,7 @@ pub struct ChildOptions {
 
 pub(crate) struct Inner {
     pub provider: SdkTracerProvider,
+    pub resource: Resource,
     pub tracer: SdkTracer,
     pub scope: InstrumentationScope,
     pub processors: Vec<SharedProcessor>,
@@ -265,7 +266,7 @@ impl DurableTracerBuilder {
             })
             .collect();
         let mut builder = SdkTracerProvider::builder()
-            .with_resource(resource)
+            .with_resource(resource.clone())
             .with_sampler(sampler.box_clone())
             .with_id_generator(SharedIdGenerator(id_generator.clone()))
             .with_span_limits(self.limits);
@@ -278,6 +279,7 @@ impl DurableTracerBuilder {
         DurableTracer {
             inner: Arc::new(Inner {
                 provider,
+                resource,
                 tracer,
                 scope,
                 processors,
@@ -311,6 +313,11 @@ impl DurableTracer {
     /// The SDK tracer of this scope.
     pub fn tracer(&self) -> &SdkTracer {
         &self.inner.tracer
+    }
+
+    /// The resource spans are exported with.
+    pub fn resource(&self) -> &Resource {
+        &self.inner.resource
     }
 
     /// The instrumentation scope spans are exported under.

@@ -13,6 +13,7 @@
 //!   executor/{requests,locks}/job-NNN…       BuildRequest (JobQueue root)
 //!   merger/{requests,locks}/job-NNN…         MergeRequest (JobQueue root)
 //!   locks/pipelines/<pipeline>               pipeline lock (Lock)
+//!   spans/{open,outbox,claims}/<span id>     span ledger (dspans_ledger)
 //!   components/<kind>/<name>                 ephemeral registration
 //! ```
 //!
@@ -274,6 +275,12 @@ impl Layout {
     /// The lock a scheduler holds while it processes a pipeline.
     pub fn pipeline_lock(&self, pipeline: &str) -> String {
         self.under(&["locks", "pipelines", &encode_name(pipeline)])
+    }
+
+    /// Root of the span ledger: open saved spans and the export outbox
+    /// (`dspans_ledger::Ledger`).
+    pub fn spans(&self) -> String {
+        self.under(&["spans"])
     }
 
     /// Parent of the registrations of one kind of component

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use dspans_ledger::Ledger;
 use dspans_otlp::proto::trace::v1::Span;
 use dspans_pipeline::executor::Executor;
 use dspans_pipeline::merger::Merger;
@@ -67,13 +68,13 @@ async fn run_until_reported(
         let _ = rx.wait_for(|s| *s).await;
     };
     let mut tasks = Vec::new();
-    let scheduler = Scheduler::new(
-        config.clone(),
-        store.clone(),
-        otlp.tracer("scheduler"),
-        "scheduler-a",
-    );
+    let tracer = otlp.tracer("scheduler");
+    let ledger = Ledger::new(store.clone(), layout.spans());
+    let outbox = otlp.outbox(&ledger, &tracer, "scheduler-a");
+    let scheduler =
+        Scheduler::new(config.clone(), store.clone(), tracer, "scheduler-a").with_ledger(ledger);
     tasks.push(tokio::spawn(scheduler.run(wait(stopped.clone()))));
+    tasks.push(tokio::spawn(outbox.run(wait(stopped.clone()))));
     let executor = Executor::new(
         config.clone(),
         store.clone(),

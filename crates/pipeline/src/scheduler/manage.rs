@@ -154,7 +154,9 @@ async fn request_merge(
         span_info: span,
     };
     let requests = JobQueue::new(s.store.clone(), s.layout.merger_queue());
-    let id = requests.submit(&request).await?;
+    // The request, the build set that waits for it and the span's open
+    // entry are written together: a scheduler killed half-way leaves none.
+    let (id, submit) = requests.submit_op(&request).await?;
     let b = &mut buildset.value;
     b.state = BuildSetState::Merging;
     b.merge_request = Some(request.uuid.clone());
@@ -162,7 +164,15 @@ async fn request_merge(
     b.items_ahead = items_ahead;
     let mut item = item.clone();
     item.value.state = ItemState::Active;
-    s.store.multi(&[buildset.set_op()?, item.set_op()?]).await?;
+    let mut ops = vec![submit, buildset.set_op()?, item.set_op()?];
+    if let Some(info) = &request.span_info {
+        // The merge is the build set's: it is orphaned when the set is gone.
+        let owner = s
+            .layout
+            .buildset(pipeline, &item.value.uuid, &buildset.value.uuid);
+        ops.extend(s.ledger.open_op(info, &owner));
+    }
+    s.ledger.commit(ops, s.ledger.ends()).await?;
     Ok(true)
 }
 
@@ -232,14 +242,19 @@ async fn merged(
             retry: 0,
             span_context: build.span_info.as_ref().map(|info| info.span_context()),
         };
-        build.request_id = Some(requests.submit(&request).await?);
+        let (request_id, submit) = requests.submit_op(&request).await?;
+        build.request_id = Some(request_id);
         let path = s.layout.build(
             pipeline,
             &item.value.uuid,
             &buildset.value.uuid,
             &build.uuid,
         );
+        ops.push(submit);
         ops.push(create_op(&path, &build)?);
+        if let Some(info) = &build.span_info {
+            ops.extend(s.ledger.open_op(info, &path));
+        }
         buildset.value.builds.insert(job_name, build.uuid);
     }
     buildset.value.state = if buildset.value.builds.is_empty() {
@@ -249,7 +264,7 @@ async fn merged(
         BuildSetState::Building
     };
     ops.push(buildset.set_op()?);
-    s.store.multi(&ops).await?;
+    s.ledger.commit(ops, s.ledger.ends()).await?;
     Ok(true)
 }
 
@@ -324,22 +339,31 @@ async fn reset_items_behind(
         item.value.previous_buildset = Some(old.value.uuid.clone());
         item.value.resets += 1;
         item.value.state = ItemState::Queued;
-        let ops = vec![
+        let new_path = s.layout.buildset(pipeline, uuid, &new.uuid);
+        let mut ops = vec![
             old.set_op()?,
-            create_op(&s.layout.buildset(pipeline, uuid, &new.uuid), &new)?,
+            create_op(&new_path, &new)?,
             dir_op(&s.layout.builds(pipeline, uuid, &new.uuid)),
             item.set_op()?,
         ];
-        s.store.multi(&ops).await?;
-        spans::end_buildset(&s.tracer, &old.value, ItemResult::Reset.as_str());
+        if let Some(info) = &new.span_info {
+            ops.extend(s.ledger.open_op(info, &new_path));
+        }
+        let mut ends = s.ledger.ends();
+        ends.push(spans::finish_buildset(
+            &s.tracer,
+            &old.value,
+            ItemResult::Reset.as_str(),
+        ));
+        s.ledger.commit(ops, ends).await?;
         tracing::info!(%pipeline, item = %uuid, old = %old.value.uuid, new = %new.uuid, "gate reset");
         reset = true;
     }
     Ok(reset)
 }
 
-/// Writes the report, removes the item (one atomic write), then ends its
-/// spans: builds of replaced build sets still running are CANCELED.
+/// Writes the report, removes the item and ends its spans, in one atomic
+/// write: builds of replaced build sets still running are CANCELED.
 async fn report_and_dequeue(
     s: &Scheduler,
     queue: &Versioned<ChangeQueue>,
@@ -415,24 +439,28 @@ async fn report_and_dequeue(
         &s.layout.report(&pipeline, &item.value.uuid),
         &report,
     )?);
-    s.store.multi(&ops).await?;
-
+    let mut ends = s.ledger.ends();
     for build in &canceled {
-        spans::end_build(
+        ends.push(spans::finish_build(
             &s.tracer,
             build,
             BuildResult::Canceled.as_str(),
             BuildResult::Canceled.cicd_result(),
-        );
+        ));
     }
-    spans::end_buildset(&s.tracer, &buildset.value, result.as_str());
+    ends.push(spans::finish_buildset(
+        &s.tracer,
+        &buildset.value,
+        result.as_str(),
+    ));
     item.value.result = Some(result);
-    spans::end_queue_item(
+    ends.push(spans::finish_queue_item(
         &s.tracer,
         &item.value,
         result.as_str(),
         result.cicd_result(),
-    );
+    ));
+    s.ledger.commit(ops, ends).await?;
     let jobs: Vec<String> = report
         .builds
         .iter()

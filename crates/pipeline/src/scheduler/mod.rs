@@ -9,9 +9,12 @@
 //!
 //! Span data rides in the objects the pipeline writes anyway: the
 //! `QueueItem`, `BuildSet` and `Build` spans are saved in those objects, the
-//! `Merge` span in the merge request. A span is ended only after the store
-//! accepted the write that records its end (a compare-and-set), so two
-//! schedulers never both end it.
+//! `Merge` span in the merge request. Each is also recorded as open in the
+//! span ledger (`dspans_ledger`) by the transaction that writes its owner,
+//! and ended by the transaction (a compare-and-set) that records its end:
+//! that transaction moves it to the ledger's outbox, from which exporters
+//! send it. Two schedulers never both end a span, and a scheduler killed
+//! after the write loses nothing.
 //!
 //! Executors that die leave their request claimed but unlocked; the
 //! scheduler hands such requests back to the queue and another executor
@@ -28,6 +31,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use dspans_ledger::Ledger;
 use dspans_store::recipes::{JobQueue, Lock, LockGuard};
 use dspans_store::Store;
 use durable_spans::DurableTracer;
@@ -48,6 +52,7 @@ pub struct Scheduler {
     store: Arc<dyn Store>,
     tracer: DurableTracer,
     layout: Layout,
+    ledger: Ledger,
     name: String,
 }
 
@@ -59,18 +64,30 @@ impl Scheduler {
         tracer: DurableTracer,
         name: impl Into<String>,
     ) -> Scheduler {
+        let layout = Layout::default();
         Scheduler {
             config: config.into(),
+            ledger: Ledger::new(store.clone(), layout.spans()),
             store,
             tracer,
-            layout: Layout::default(),
+            layout,
             name: name.into(),
         }
     }
 
-    /// Uses another store layout (tests).
+    /// Uses another store layout (tests); the span ledger moves with it.
     pub fn with_layout(mut self, layout: Layout) -> Scheduler {
+        self.ledger = Ledger::new(self.store.clone(), layout.spans());
         self.layout = layout;
+        self
+    }
+
+    /// Uses this span ledger (one with an `OutboxExporter` attached, so the
+    /// spans this scheduler ends go straight to it). Without one, ended spans
+    /// wait in the outbox for any process's exporter to sweep them. Give it
+    /// after [`with_layout`](Self::with_layout).
+    pub fn with_ledger(mut self, ledger: Ledger) -> Scheduler {
+        self.ledger = ledger;
         self
     }
 

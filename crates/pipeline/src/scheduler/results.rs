@@ -64,16 +64,18 @@ async fn build_completed(
     b.start_time = Some(done.start_time);
     b.end_time = Some(done.end_time);
     b.executor = Some(done.executor.clone());
-    s.store
-        .multi(&[build.set_op()?, Op::delete(event_path, None)])
-        .await?;
-    // Recorded, so this scheduler alone ends the span.
-    spans::end_build(
+    // The result and the span's end in one compare-and-set: a scheduler
+    // that lost the race ends nothing.
+    let mut ends = s.ledger.ends();
+    ends.push(spans::finish_build(
         &s.tracer,
         &build.value,
         done.result.as_str(),
         done.result.cicd_result(),
-    );
+    ));
+    s.ledger
+        .commit(vec![build.set_op()?, Op::delete(event_path, None)], ends)
+        .await?;
     if let Some(id) = &build.value.request_id {
         let requests = JobQueue::new(s.store.clone(), s.layout.executor_queue());
         if let Err(error) = requests.remove(id).await {
@@ -111,11 +113,9 @@ async fn merge_completed(
         None => None,
     };
     buildset.value.merge_result = Some(done.result);
-    s.store
-        .multi(&[buildset.set_op()?, Op::delete(event_path, None)])
-        .await?;
     let item = db::read::<QueueItem>(&s.store, &s.layout.item(pipeline, &done.item_uuid)).await?;
-    spans::end_merge(
+    let mut ends = s.ledger.ends();
+    ends.push(spans::finish_merge(
         &s.tracer,
         request.as_ref().and_then(|r| r.span_info.as_ref()),
         &request.as_ref().and_then(|r| r.started_by.clone()),
@@ -123,7 +123,10 @@ async fn merge_completed(
         &done.buildset_uuid,
         item.as_ref().map_or("", |i| i.value.zuul_event_id.as_str()),
         done.result.as_str(),
-    );
+    ));
+    s.ledger
+        .commit(vec![buildset.set_op()?, Op::delete(event_path, None)], ends)
+        .await?;
     if let Some(id) = &buildset.value.merge_request_id {
         if let Err(error) = requests.remove(id).await {
             tracing::debug!(%error, request = %id, "completed merge request not removed");

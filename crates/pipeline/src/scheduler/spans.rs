@@ -2,7 +2,7 @@
 //! attributes they end with (DESIGN.md's span catalogue).
 
 use durable_spans::{
-    DurableTracer, EndOptions, SavedSpanOptions, SpanContext, SpanInfo, Timestamp,
+    DurableTracer, EndOptions, FinishedSpan, SavedSpanOptions, SpanContext, SpanInfo, Timestamp,
 };
 use opentelemetry::trace::{Link, TraceContextExt as _};
 use opentelemetry::{Array, Context, KeyValue, StringValue, Value};
@@ -44,8 +44,14 @@ fn started_by(attributes: &mut Vec<KeyValue>, by: &Option<String>) {
     }
 }
 
-/// QueueItem end attributes.
-pub fn end_queue_item(tracer: &DurableTracer, item: &QueueItem, result: &str, cicd_result: &str) {
+/// Ends the QueueItem span (to be written by `Ledger::commit`), with its
+/// end attributes.
+pub fn finish_queue_item(
+    tracer: &DurableTracer,
+    item: &QueueItem,
+    result: &str,
+    cicd_result: &str,
+) -> Option<FinishedSpan> {
     let change: &ChangeRef = &item.change;
     let attributes = vec![
         KeyValue::new("zuul_event_id", item.zuul_event_id.clone()),
@@ -58,23 +64,32 @@ pub fn end_queue_item(tracer: &DurableTracer, item: &QueueItem, result: &str, ci
         KeyValue::new("cicd.pipeline.result", cicd_result.to_string()),
         KeyValue::new("result", result.to_string()),
     ];
-    tracer.end_saved_span(
+    tracer.finish_saved_span(
         item.span_info.as_ref(),
         EndOptions::new().attributes(attributes),
-    );
+    )
 }
 
-/// BuildSet end attributes.
-pub fn end_buildset(tracer: &DurableTracer, buildset: &BuildSet, result: &str) {
+/// Ends the BuildSet span, with its end attributes.
+pub fn finish_buildset(
+    tracer: &DurableTracer,
+    buildset: &BuildSet,
+    result: &str,
+) -> Option<FinishedSpan> {
     let attributes = vec![KeyValue::new("result", result.to_string())];
-    tracer.end_saved_span(
+    tracer.finish_saved_span(
         buildset.span_info.as_ref(),
         EndOptions::new().attributes(attributes),
-    );
+    )
 }
 
-/// Build end attributes.
-pub fn end_build(tracer: &DurableTracer, build: &Build, result: &str, cicd_result: &str) {
+/// Ends the Build span, with its end attributes.
+pub fn finish_build(
+    tracer: &DurableTracer,
+    build: &Build,
+    result: &str,
+    cicd_result: &str,
+) -> Option<FinishedSpan> {
     let attributes = vec![
         KeyValue::new("uuid", build.uuid.clone()),
         KeyValue::new("job", build.job.clone()),
@@ -84,14 +99,14 @@ pub fn end_build(tracer: &DurableTracer, build: &Build, result: &str, cicd_resul
         KeyValue::new("cicd.pipeline.task.name", build.job.clone()),
         KeyValue::new("cicd.pipeline.task.run.result", cicd_result.to_string()),
     ];
-    tracer.end_saved_span(
+    tracer.finish_saved_span(
         build.span_info.as_ref(),
         EndOptions::new().attributes(attributes),
-    );
+    )
 }
 
-/// Merge end attributes.
-pub fn end_merge(
+/// Ends the Merge span, with its end attributes.
+pub fn finish_merge(
     tracer: &DurableTracer,
     span: Option<&SpanInfo>,
     by: &Option<String>,
@@ -99,7 +114,7 @@ pub fn end_merge(
     buildset_uuid: &str,
     zuul_event_id: &str,
     result: &str,
-) {
+) -> Option<FinishedSpan> {
     let attributes = vec![
         KeyValue::new("uuid", uuid.to_string()),
         KeyValue::new("buildset_uuid", buildset_uuid.to_string()),
@@ -108,5 +123,5 @@ pub fn end_merge(
     ];
     let mut attributes = attributes;
     started_by(&mut attributes, by);
-    tracer.end_saved_span(span, EndOptions::new().attributes(attributes));
+    tracer.finish_saved_span(span, EndOptions::new().attributes(attributes))
 }

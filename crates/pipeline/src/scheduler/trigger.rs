@@ -182,7 +182,7 @@ async fn enqueue_item_in(
     queue.value.items.push(item_uuid.clone());
     let item_path = layout.item(pipeline, &item_uuid);
     let buildset_path = layout.buildset(pipeline, &item_uuid, &buildset.uuid);
-    let ops: Vec<Op> = vec![
+    let mut ops: Vec<Op> = vec![
         create_op(&item_path, &item)?,
         dir_op(&layout.buildsets(pipeline, &item_uuid)),
         create_op(&buildset_path, &buildset)?,
@@ -190,7 +190,13 @@ async fn enqueue_item_in(
         queue.set_op()?,
         Op::delete(event_path, None),
     ];
-    s.store.multi(&ops).await?;
+    if let Some(info) = &item.span_info {
+        ops.extend(s.ledger.open_op(info, &item_path));
+    }
+    if let Some(info) = &buildset.span_info {
+        ops.extend(s.ledger.open_op(info, &buildset_path));
+    }
+    s.ledger.commit(ops, s.ledger.ends()).await?;
     tracing::info!(%pipeline, item = %item_uuid, change = %item.change.short(),
         event = %item.zuul_event_id, "item enqueued");
     Ok(())

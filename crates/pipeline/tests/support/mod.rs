@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use dspans_ledger::{ExporterOptions, Ledger, OutboxExporter};
 use dspans_otlp::proto::trace::v1::Span;
 use dspans_otlp::receiver::{MemorySink, Receiver, RunningReceiver};
 use dspans_otlp::{build_exporter, ExportOptions, Protocol};
@@ -57,6 +58,24 @@ impl Otlp {
             .service_name(service)
             .with_simple_exporter(build_exporter(&options).unwrap())
             .build()
+    }
+
+    /// An exporter of `ledger`'s outbox to this receiver, as each component
+    /// runs one; `tracer` gives the resource.
+    pub fn outbox(&self, ledger: &Ledger, tracer: &DurableTracer, name: &str) -> OutboxExporter {
+        let options = ExportOptions {
+            enabled: true,
+            protocol: Protocol::Grpc,
+            endpoint: Some(self.endpoint.clone()),
+            ..ExportOptions::default()
+        };
+        let exporter = build_exporter(&options).unwrap();
+        let pace = ExporterOptions {
+            sweep_interval: Duration::from_millis(200),
+            orphan_interval: Some(Duration::from_millis(500)),
+            ..ExporterOptions::default()
+        };
+        OutboxExporter::new(ledger, exporter, tracer, name, pace)
     }
 
     /// Waits until `n` spans arrived.

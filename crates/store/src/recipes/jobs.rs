@@ -8,7 +8,7 @@
 //! ROOT/locks/job-0000000007      ephemeral lock, held by the claiming worker
 //! ```
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -166,6 +166,32 @@ impl JobQueue {
             .create(&prefix, &data, CreateMode::PersistentSequential)
             .await?;
         Ok(crate::path::node_name(&path).to_string())
+    }
+
+    /// Submits a request as part of the caller's own multi-operation:
+    /// returns the id the request will have and the operation that creates
+    /// it. Such ids end in the submission time in nanoseconds, so requests
+    /// are claimed in time order; a clash (same id twice) fails the
+    /// multi-operation with `NodeExists` and nothing is written.
+    pub async fn submit_op<T: Serialize + ?Sized>(&self, request: &T) -> Result<(String, Op)> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        self.ensure_layout().await?;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let unique = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let id = format!("job-{:x}x{unique:x}-{nanos:019}", std::process::id());
+        let path = self.request_path(&id);
+        let request =
+            serde_json::value::to_raw_value(request).map_err(|e| super::json_err(&path, e))?;
+        let record = JobRecord {
+            state: JobState::Requested,
+            request,
+            worker: None,
+            result: Value::Null,
+        };
+        let data = serde_json::to_vec(&record).map_err(|e| super::json_err(&path, e))?;
+        Ok((id, Op::create(path, data, CreateMode::Persistent)))
     }
 
     /// Reads one job; `None` if it does not exist (any more).

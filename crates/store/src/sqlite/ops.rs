@@ -103,10 +103,13 @@ pub(crate) fn stat(conn: &Connection, path: &str) -> Result<Option<Stat>> {
 }
 
 pub(crate) fn get(conn: &Connection, path: &str) -> Result<Option<Node>> {
-    let Some(stat) = stat(conn, path)? else {
+    // One read transaction: the stat and the data come from one snapshot,
+    // even while another process deletes or changes the node.
+    let tx = conn.unchecked_transaction().map_err(db)?;
+    let Some(stat) = stat(&tx, path)? else {
         return Ok(None);
     };
-    let data: Vec<u8> = conn
+    let data: Vec<u8> = tx
         .query_row("SELECT data FROM nodes WHERE path = ?1", [path], |r| {
             r.get(0)
         })
@@ -115,10 +118,11 @@ pub(crate) fn get(conn: &Connection, path: &str) -> Result<Option<Node>> {
 }
 
 pub(crate) fn children(conn: &Connection, path: &str) -> Result<Vec<String>> {
-    if stat(conn, path)?.is_none() {
+    let tx = conn.unchecked_transaction().map_err(db)?;
+    if stat(&tx, path)?.is_none() {
         return Err(StoreError::NoNode { path: path.into() });
     }
-    let mut q = conn
+    let mut q = tx
         .prepare_cached("SELECT path FROM nodes WHERE parent = ?1")
         .map_err(db)?;
     let rows = q.query_map([path], |r| r.get::<_, String>(0)).map_err(db)?;

@@ -1,0 +1,465 @@
+//! [`OutboxExporter`]: sends outbox entries to a collector and deletes them
+//! only once it accepted them.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use dspans_store::{CreateMode, Op, StoreError};
+use durable_spans::{DurableTracer, FinishedSpan};
+use opentelemetry::InstrumentationScope;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{SpanData, SpanExporter};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::ledger::{Ledger, Pending};
+
+/// How an [`OutboxExporter`] paces itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExporterOptions {
+    /// Spans per export request. Default 512.
+    pub max_batch: usize,
+    /// How long the first span of a batch waits for company. Default 50 ms.
+    pub batch_delay: Duration,
+    /// How often the outbox is listed for entries nobody exports (left by
+    /// dead processes, or beyond this process's memory). Default 1 s.
+    pub sweep_interval: Duration,
+    /// How often open spans whose owner is gone are ended as orphans;
+    /// `None` (the default) leaves that to other processes.
+    pub orphan_interval: Option<Duration>,
+    /// First wait after a failed export; doubled per failure. Default 250 ms.
+    pub min_backoff: Duration,
+    /// Longest wait between export attempts. Default 10 s.
+    pub max_backoff: Duration,
+    /// How long shutting down keeps trying to send what is in hand; what is
+    /// left stays in the outbox for others. Default 3 s.
+    pub drain_timeout: Duration,
+}
+
+impl Default for ExporterOptions {
+    fn default() -> Self {
+        ExporterOptions {
+            max_batch: 512,
+            batch_delay: Duration::from_millis(50),
+            sweep_interval: Duration::from_secs(1),
+            orphan_interval: None,
+            min_backoff: Duration::from_millis(250),
+            max_backoff: Duration::from_secs(10),
+            drain_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+/// Counters of one exporter, readable while it runs.
+#[derive(Debug, Default)]
+pub struct ExporterStats {
+    exported: AtomicU64,
+    failed_exports: AtomicU64,
+    swept: AtomicU64,
+    orphans: AtomicU64,
+}
+
+impl ExporterStats {
+    /// Spans the collector accepted (and whose entries were deleted).
+    pub fn exported(&self) -> u64 {
+        self.exported.load(Ordering::Relaxed)
+    }
+
+    /// Export requests that failed (each retried later).
+    pub fn failed_exports(&self) -> u64 {
+        self.failed_exports.load(Ordering::Relaxed)
+    }
+
+    /// Entries taken over from the outbox by a sweep.
+    pub fn swept(&self) -> u64 {
+        self.swept.load(Ordering::Relaxed)
+    }
+
+    /// Orphaned spans this exporter ended.
+    pub fn orphans(&self) -> u64 {
+        self.orphans.load(Ordering::Relaxed)
+    }
+}
+
+/// `SpanExporter` is not dyn-compatible; this is the part of it used here.
+trait Export: Send + Sync {
+    fn export(
+        &self,
+        batch: Vec<SpanData>,
+    ) -> Pin<Box<dyn Future<Output = OTelSdkResult> + Send + '_>>;
+    fn shutdown(&self) -> OTelSdkResult;
+}
+
+impl<E: SpanExporter> Export for E {
+    fn export(
+        &self,
+        batch: Vec<SpanData>,
+    ) -> Pin<Box<dyn Future<Output = OTelSdkResult> + Send + '_>> {
+        Box::pin(SpanExporter::export(self, batch))
+    }
+
+    fn shutdown(&self) -> OTelSdkResult {
+        SpanExporter::shutdown(self)
+    }
+}
+
+/// Drains a [`Ledger`]'s outbox into a span exporter: the spans this
+/// process ended come straight from its transactions; entries nobody
+/// claims (their process died) are found by periodic sweeps. An entry is
+/// deleted only after the exporter reported success; failures are retried
+/// with exponential backoff, so a collector that is away for a while loses
+/// nothing (beyond [`LedgerLimits::max_outbox`](crate::LedgerLimits)).
+///
+/// A crash between the collector's acceptance and the deletion sends that
+/// span again with the same ids: delivery is at least once, and `dspans
+/// collector` drops such repeats.
+pub struct OutboxExporter {
+    ledger: Ledger,
+    exporter: Box<dyn Export>,
+    scope: InstrumentationScope,
+    name: String,
+    queue: Option<mpsc::Receiver<Pending>>,
+    options: ExporterOptions,
+    stats: Arc<ExporterStats>,
+}
+
+impl std::fmt::Debug for OutboxExporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutboxExporter")
+            .field("name", &self.name)
+            .field("ledger", &self.ledger)
+            .finish()
+    }
+}
+
+impl OutboxExporter {
+    /// An exporter for `ledger`'s outbox, sending through `exporter` with
+    /// `tracer`'s resource (spans that name no scope of their own go under
+    /// its scope). `name` marks this process's claims. The first exporter
+    /// made for a ledger also receives the spans that ledger's transactions
+    /// end.
+    pub fn new<E: SpanExporter + 'static>(
+        ledger: &Ledger,
+        mut exporter: E,
+        tracer: &DurableTracer,
+        name: impl Into<String>,
+        options: ExporterOptions,
+    ) -> OutboxExporter {
+        exporter.set_resource(tracer.resource());
+        let scope = tracer.scope().clone();
+        let name = name.into();
+        OutboxExporter {
+            queue: ledger.attach(&name),
+            ledger: ledger.clone(),
+            exporter: Box::new(exporter),
+            scope,
+            name,
+            options,
+            stats: Arc::default(),
+        }
+    }
+
+    /// Its counters.
+    pub fn stats(&self) -> Arc<ExporterStats> {
+        self.stats.clone()
+    }
+
+    /// Exports until `shutdown` resolves, then tries for
+    /// [`ExporterOptions::drain_timeout`] to send what it holds; anything
+    /// left stays in the outbox (claims released) for other exporters.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let opts = self.options;
+        let mut pending: Vec<Pending> = Vec::new();
+        let mut first_pending_at = Instant::now();
+        let mut backoff = opts.min_backoff;
+        let mut retry_at: Option<Instant> = None;
+        let mut next_sweep = Instant::now();
+        let mut next_orphans = opts.orphan_interval.map(|i| Instant::now() + i);
+        if let Err(error) = self.free_predecessor_claims().await {
+            tracing::warn!(%error, "cannot look for claims of a previous run");
+        }
+        loop {
+            let now = Instant::now();
+            let healthy = retry_at.is_none();
+            if healthy {
+                self.take_queued(&mut pending, &mut first_pending_at);
+            }
+            if healthy && now >= next_sweep {
+                if pending.len() < opts.max_batch {
+                    let was_empty = pending.is_empty();
+                    if let Err(error) = self.sweep(&mut pending).await {
+                        tracing::warn!(%error, "outbox sweep failed");
+                    }
+                    if was_empty && !pending.is_empty() {
+                        first_pending_at = Instant::now();
+                    }
+                }
+                next_sweep = Instant::now() + opts.sweep_interval;
+            }
+            if let (true, Some(at)) = (healthy, next_orphans) {
+                if now >= at {
+                    match self.ledger.sweep_orphans().await {
+                        Ok(n) => {
+                            self.stats.orphans.fetch_add(n as u64, Ordering::Relaxed);
+                        }
+                        Err(error) => tracing::warn!(%error, "orphan sweep failed"),
+                    }
+                    next_orphans = opts.orphan_interval.map(|i| Instant::now() + i);
+                }
+            }
+            let due = !pending.is_empty()
+                && match retry_at {
+                    Some(at) => now >= at,
+                    None => {
+                        pending.len() >= opts.max_batch
+                            || now >= first_pending_at + opts.batch_delay
+                    }
+                };
+            if due {
+                match self.send(&pending).await {
+                    Ok(()) => {
+                        self.delete_sent(&pending).await;
+                        pending.clear();
+                        backoff = opts.min_backoff;
+                        retry_at = None;
+                    }
+                    Err(error) => {
+                        self.stats.failed_exports.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(
+                            spans = pending.len(),
+                            retry_in_ms = backoff.as_millis() as u64,
+                            "span export failed; kept in the outbox: {error}"
+                        );
+                        retry_at = Some(Instant::now() + backoff);
+                        backoff = (backoff * 2).min(opts.max_backoff);
+                    }
+                }
+                continue;
+            }
+            let mut wake = next_sweep;
+            if let Some(at) = retry_at {
+                wake = at;
+            } else if !pending.is_empty() {
+                wake = wake.min(first_pending_at + opts.batch_delay);
+            }
+            if let Some(at) = next_orphans {
+                wake = wake.min(at);
+            }
+            let room = healthy && pending.len() < opts.max_batch;
+            tokio::select! {
+                _ = &mut shutdown => break,
+                received = recv(&mut self.queue), if room => {
+                    if let Some(p) = received {
+                        if pending.is_empty() {
+                            first_pending_at = Instant::now();
+                        }
+                        pending.push(p);
+                    }
+                }
+                _ = tokio::time::sleep_until(wake) => {}
+            }
+        }
+        self.drain(pending).await;
+    }
+
+    /// Frees the claims that a dead process of the same name left: its
+    /// session may outlive it by the session timeout, and the spans it
+    /// claimed would wait that long.
+    async fn free_predecessor_claims(&self) -> Result<(), StoreError> {
+        let store = self.ledger.store();
+        let paths = self.ledger.paths();
+        let mine = self.ledger.claim_data(&self.name);
+        let prefix = format!("{}\n", self.name);
+        let mut freed = 0;
+        for key in self.ledger.keys(&paths.claims_dir()).await? {
+            let Some(node) = store.get(&paths.claim(&key)).await? else {
+                continue;
+            };
+            let data = String::from_utf8_lossy(&node.data);
+            if data.starts_with(&prefix) && data != mine {
+                self.ledger.release_claim(&key).await;
+                freed += 1;
+            }
+        }
+        if freed > 0 {
+            tracing::info!(claims = freed, name = %self.name, "freed the outbox claims of this process's previous run");
+        }
+        Ok(())
+    }
+
+    fn take_queued(&mut self, pending: &mut Vec<Pending>, first_at: &mut Instant) {
+        let Some(queue) = self.queue.as_mut() else {
+            return;
+        };
+        while pending.len() < self.options.max_batch {
+            match queue.try_recv() {
+                Ok(p) => {
+                    if pending.is_empty() {
+                        *first_at = Instant::now();
+                    }
+                    pending.push(p);
+                }
+                Err(_) => break,
+            }
+        }
+    }
+
+    async fn drain(mut self, mut pending: Vec<Pending>) {
+        let deadline = Instant::now() + self.options.drain_timeout;
+        let mut dummy = Instant::now();
+        loop {
+            self.take_queued(&mut pending, &mut dummy);
+            if pending.is_empty() {
+                break;
+            }
+            let sent = tokio::time::timeout_at(deadline, self.send(&pending)).await;
+            match sent {
+                Ok(Ok(())) => {
+                    self.delete_sent(&pending).await;
+                    pending.clear();
+                }
+                Ok(Err(error)) => {
+                    tracing::warn!(
+                        spans = pending.len(),
+                        "span export failed at shutdown; left in the outbox: {error}"
+                    );
+                    break;
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        spans = pending.len(),
+                        "shutting down: spans left in the outbox for other exporters"
+                    );
+                    break;
+                }
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+        }
+        if let Some(queue) = self.queue.as_mut() {
+            queue.close();
+            while let Ok(p) = queue.try_recv() {
+                pending.push(p);
+            }
+        }
+        for p in &pending {
+            self.ledger.release_claim(&p.key).await;
+        }
+        let _ = self.exporter.shutdown();
+    }
+
+    async fn send(&self, pending: &[Pending]) -> OTelSdkResult {
+        let batch: Vec<SpanData> = pending
+            .iter()
+            .map(|p| p.span.clone().into_span_data(&self.scope))
+            .collect();
+        self.exporter.export(batch).await
+    }
+
+    /// Deletes the entries (and claims) of spans the collector accepted.
+    async fn delete_sent(&self, pending: &[Pending]) {
+        let store = self.ledger.store();
+        let paths = self.ledger.paths();
+        self.stats
+            .exported
+            .fetch_add(pending.len() as u64, Ordering::Relaxed);
+        // 100 spans per multi-operation keeps each one small.
+        for chunk in pending.chunks(100) {
+            let ops: Vec<Op> = chunk
+                .iter()
+                .flat_map(|p| {
+                    [
+                        Op::delete(paths.outbox(&p.key), None),
+                        Op::delete(paths.claim(&p.key), None),
+                    ]
+                })
+                .collect();
+            if store.multi(&ops).await.is_ok() {
+                continue;
+            }
+            // One of them is gone already (a claim lost with a session):
+            // delete one by one.
+            for op in ops {
+                match store.delete(op.path(), None).await {
+                    Ok(()) | Err(StoreError::NoNode { .. }) => {}
+                    Err(error) => {
+                        tracing::warn!(%error, path = %op.path(), "exported outbox entry not deleted (will be sent again)");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Lists the outbox, updates the ledger's "full" state, and claims
+    /// entries nobody else holds.
+    async fn sweep(&self, pending: &mut Vec<Pending>) -> Result<(), StoreError> {
+        let paths = self.ledger.paths();
+        let keys = self.ledger.keys(&paths.outbox_dir()).await?;
+        let limit = self.ledger.limits().max_outbox;
+        self.ledger.set_full(keys.len() >= limit, keys.len());
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let claimed: HashSet<String> = self
+            .ledger
+            .keys(&paths.claims_dir())
+            .await?
+            .into_iter()
+            .collect();
+        let store = self.ledger.store();
+        let mut taken = 0u64;
+        for key in keys.into_iter().filter(|k| !claimed.contains(k)) {
+            if pending.len() >= self.options.max_batch {
+                break;
+            }
+            match store
+                .create(
+                    &paths.claim(&key),
+                    self.ledger.claim_data(&self.name).as_bytes(),
+                    CreateMode::Ephemeral,
+                )
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if e.is_node_exists() => continue,
+                Err(e) => return Err(e),
+            }
+            let Some(node) = store.get(&paths.outbox(&key)).await? else {
+                self.ledger.release_claim(&key).await;
+                continue;
+            };
+            let text = String::from_utf8_lossy(&node.data);
+            match FinishedSpan::from_json(&text) {
+                Ok(span) => {
+                    pending.push(Pending { key, span });
+                    taken += 1;
+                }
+                Err(error) => {
+                    tracing::error!(entry = %paths.outbox(&key), %error, "unreadable outbox entry");
+                    self.ledger
+                        .count_drop(&key, "?", "its outbox entry is unreadable");
+                    let _ = store.delete(&paths.outbox(&key), None).await;
+                    self.ledger.release_claim(&key).await;
+                }
+            }
+        }
+        if taken > 0 {
+            tracing::debug!(spans = taken, "outbox entries taken over");
+            self.stats.swept.fetch_add(taken, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+}
+
+async fn recv(queue: &mut Option<mpsc::Receiver<Pending>>) -> Option<Pending> {
+    match queue {
+        Some(q) => q.recv().await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,87 @@
+//! Ending spans whose owning object is gone.
+
+use dspans_store::StoreError;
+use durable_spans::{FinishedSpan, StatusData, Timestamp};
+use opentelemetry::KeyValue;
+
+use crate::ledger::Ledger;
+
+impl Ledger {
+    /// Ends, once, every open span whose owning object no longer exists:
+    /// status ERROR, attribute `dspans.orphaned = true`, ended now. Safe to
+    /// run in any number of processes at once: an entry is ended only by
+    /// the transaction that deletes it. Returns how many spans it ended.
+    pub async fn sweep_orphans(&self) -> Result<usize, StoreError> {
+        let store = self.store().clone();
+        let keys = self.keys(&self.paths().open_dir()).await?;
+        {
+            let mut owners = self.inner.owners.lock().expect("owner cache poisoned");
+            let live: std::collections::HashSet<&String> = keys.iter().collect();
+            owners.retain(|key, _| live.contains(key));
+        }
+        let mut ended = 0;
+        for key in keys {
+            let cached = self
+                .inner
+                .owners
+                .lock()
+                .expect("owner cache poisoned")
+                .get(&key)
+                .cloned();
+            let owner = match cached {
+                Some(owner) => owner,
+                None => {
+                    let Some(entry) = self.read_open(&key).await? else {
+                        continue;
+                    };
+                    self.inner
+                        .owners
+                        .lock()
+                        .expect("owner cache poisoned")
+                        .insert(key.clone(), entry.owner.clone());
+                    entry.owner
+                }
+            };
+            if store.exists(&owner).await?.is_some() {
+                continue;
+            }
+            let Some(entry) = self.read_open(&key).await? else {
+                continue;
+            };
+            let span = orphan_end(entry.span, &owner);
+            let name = span.name.clone();
+            let mut ends = self.ends();
+            ends.push_open(span);
+            let (_, n) = self.commit_counted(Vec::new(), ends).await?;
+            if n > 0 {
+                tracing::warn!(span = %key, %name, %owner, "ended an orphaned span (its owner is gone)");
+            }
+            ended += n;
+        }
+        Ok(ended)
+    }
+}
+
+/// The finished form of a saved span whose owner vanished.
+fn orphan_end(info: durable_spans::SpanInfo, owner: &str) -> FinishedSpan {
+    let mut attributes = info.attributes;
+    attributes.push(KeyValue::new("dspans.orphaned", true));
+    let now = Timestamp::now();
+    FinishedSpan {
+        name: info.name,
+        trace_id: info.trace_id,
+        span_id: info.span_id,
+        trace_flags: info.trace_flags,
+        parent: info.parent,
+        kind: Default::default(),
+        start_time: info.start_time,
+        end_time: now.max(info.start_time),
+        attributes,
+        events: Vec::new(),
+        links: info.links,
+        status: StatusData::Error {
+            description: format!("owner {owner} is gone"),
+        },
+        scope: None,
+    }
+}

@@ -1,0 +1,61 @@
+//! Where the ledger's entries live.
+
+use dspans_store::join_path;
+
+/// The store key of a span: its id as 16 lower-case hex digits (the W3C
+/// form), so one span has one open entry and one outbox entry at most.
+///
+/// ```
+/// assert_eq!(dspans_ledger::span_key(255), "00000000000000ff");
+/// ```
+pub fn span_key(span_id: u64) -> String {
+    format!("{span_id:016x}")
+}
+
+/// The three directories of a ledger root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerPaths {
+    root: String,
+}
+
+impl LedgerPaths {
+    /// Paths under `root` (e.g. `/dspans/spans`).
+    pub fn new(root: impl Into<String>) -> LedgerPaths {
+        LedgerPaths { root: root.into() }
+    }
+
+    /// The root.
+    pub fn root(&self) -> &str {
+        &self.root
+    }
+
+    /// Parent of the open entries.
+    pub fn open_dir(&self) -> String {
+        join_path(&self.root, "open")
+    }
+
+    /// Parent of the outbox entries.
+    pub fn outbox_dir(&self) -> String {
+        join_path(&self.root, "outbox")
+    }
+
+    /// Parent of the exporters' claims.
+    pub fn claims_dir(&self) -> String {
+        join_path(&self.root, "claims")
+    }
+
+    /// The open entry of a span.
+    pub fn open(&self, key: &str) -> String {
+        join_path(&self.open_dir(), key)
+    }
+
+    /// The outbox entry of a span.
+    pub fn outbox(&self, key: &str) -> String {
+        join_path(&self.outbox_dir(), key)
+    }
+
+    /// The claim on a span's outbox entry.
+    pub fn claim(&self, key: &str) -> String {
+        join_path(&self.claims_dir(), key)
+    }
+}
