@@ -18,7 +18,7 @@ use crate::process::{self, Abort};
 
 /// How long work in hand may take to finish after shutdown is requested;
 /// then its commands are killed and the request is handed back.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// How often the queue is polled when no notification arrives.
 pub(crate) const POLL_INTERVAL: Duration = Duration::from_secs(2);
