@@ -11,7 +11,7 @@ use clap::{Args, ValueEnum};
 use dspans_otlp::view::{render_html, render_terminal, TraceSet};
 use dspans_pipeline::{Config, Layout};
 
-use crate::pipeline_cmd::read_status;
+use crate::status_cmd::read_status;
 
 /// Store backend of the demo.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -7,6 +7,8 @@ mod demo;
 mod export_args;
 mod pipeline_cmd;
 mod span_cmd;
+mod spans_cmd;
+mod status_cmd;
 mod store_cmd;
 mod view_cmd;
 
@@ -45,8 +47,11 @@ enum Command {
     Merger(pipeline_cmd::ComponentArgs),
     /// Ask for a change to be tested in a pipeline; prints the event id.
     Enqueue(pipeline_cmd::EnqueueArgs),
-    /// Show pipelines, queued items and pending events.
-    Status(pipeline_cmd::StatusArgs),
+    /// Show pipelines, queued items with their builds and merges, and pending events.
+    Status(status_cmd::StatusArgs),
+    /// List the saved spans that are open now (name, trace id, age, owning
+    /// object) and how many ended spans wait for export.
+    Spans(spans_cmd::SpansArgs),
     /// Receive OTLP traces (gRPC and HTTP) into an OTLP-JSON lines file.
     Collector(collector_cmd::CollectorArgs),
     /// Show the traces of an OTLP-JSON lines file as waterfalls (terminal, --html).
@@ -109,7 +114,8 @@ fn main() -> ExitCode {
                 pipeline_cmd::run_component(pipeline_cmd::Kind::Merger, args).await
             }
             Command::Enqueue(args) => pipeline_cmd::run_enqueue(args).await,
-            Command::Status(args) => pipeline_cmd::run_status(args).await,
+            Command::Status(args) => status_cmd::run_status(args).await,
+            Command::Spans(args) => spans_cmd::run(args).await,
             Command::Collector(args) => collector_cmd::run(args).await,
             Command::View(args) => view_cmd::run(args),
             Command::Store(cmd) => store_cmd::run_store(cmd).await,

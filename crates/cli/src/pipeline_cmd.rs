@@ -1,9 +1,10 @@
-//! The reference pipeline's commands: the three long-running components,
-//! `enqueue` and `status`.
+//! The reference pipeline's commands: the three long-running components
+//! and `enqueue` (`status` is in `status_cmd`).
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use clap::Args;
@@ -11,16 +12,30 @@ use dspans_ledger::{ExporterOptions, Ledger, OutboxExporter};
 use dspans_otlp::build_exporter;
 use dspans_pipeline::executor::Executor;
 use dspans_pipeline::merger::Merger;
-use dspans_pipeline::model::{BuildSet, ChangeQueue, ChangeRef, QueueItem, StoredObject};
+use dspans_pipeline::model::ChangeRef;
 use dspans_pipeline::scheduler::{enqueue, Scheduler};
 use dspans_pipeline::{Config, Layout};
-use dspans_store::recipes::EventQueue;
 use dspans_store::Store;
 use durable_spans::DurableTracer;
 use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor};
 
+/// What SIGTERM does to each component (their `--help`).
+const SHUTDOWN_HELP: &str = "\
+SIGTERM (or Ctrl-C) stops the component cleanly, with exit status 0.
+A scheduler finishes the step in progress (each is written to the store
+before the next), releases its pipeline locks so that another scheduler
+takes over at once, without waiting for a session timeout, and exits.
+An executor or merger claims nothing new; the request in hand may finish
+within a 5 s grace period (its result is written as usual), otherwise its
+process group is killed, its spans end with an error status and the
+request is handed back to the queue for another instance; then it exits.
+A component whose store session ends exits with status 1, so a supervisor
+can restart it (under the same --name it takes over at once what its
+predecessor held).";
+
 /// `--config` and `--name` of a component.
 #[derive(Args, Debug)]
+#[command(after_help = SHUTDOWN_HELP)]
 pub struct ComponentArgs {
     /// The pipeline config file (TOML: [store], [tracing], pipelines, jobs, projects).
     #[arg(long, value_name = "FILE", env = "DSPANS_CONFIG")]
@@ -54,21 +69,6 @@ pub struct EnqueueArgs {
     pub branch: Option<String>,
 }
 
-/// `dspans status`.
-#[derive(Args, Debug)]
-pub struct StatusArgs {
-    /// The pipeline config file.
-    #[arg(long, value_name = "FILE", env = "DSPANS_CONFIG")]
-    pub config: PathBuf,
-    /// Print JSON instead of text.
-    #[arg(long)]
-    pub json: bool,
-    /// Wait until no event is pending and no item is queued; exit 1 if that
-    /// has not happened within SECONDS.
-    #[arg(long, value_name = "SECONDS")]
-    pub wait_idle: Option<f64>,
-}
-
 /// Which component to run.
 #[derive(Debug, Clone, Copy)]
 pub enum Kind {
@@ -87,7 +87,7 @@ impl Kind {
     }
 }
 
-fn load(path: &Path) -> anyhow::Result<Config> {
+pub(crate) fn load(path: &Path) -> anyhow::Result<Config> {
     let mut config = Config::from_file(path)?;
     config
         .tracing
@@ -158,35 +158,30 @@ pub(crate) fn outbox(
 }
 
 /// How often schedulers look for open spans whose owner is gone.
-const ORPHAN_SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+const ORPHAN_SWEEP_INTERVAL: Duration = Duration::from_secs(5);
 
-async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+pub(crate) async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     dspans_store::open(&config.store)
         .await
         .with_context(|| format!("cannot open the {:?} store", config.store.backend))
 }
 
-/// Resolves on SIGTERM or Ctrl-C.
-async fn termination() {
+/// Starts listening for SIGTERM (and Ctrl-C) at once, so that from now on
+/// the signal asks for a clean stop instead of killing the process; the
+/// returned future resolves when one arrives.
+fn termination() -> anyhow::Result<impl Future<Output = ()>> {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot listen for SIGTERM")?;
+    Ok(async move {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received; stopping"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
         }
-    }
-    #[cfg(not(unix))]
-    {
+        #[cfg(not(unix))]
         let _ = tokio::signal::ctrl_c().await;
-    }
+    })
 }
 
 /// Runs a component until SIGTERM.
@@ -200,6 +195,7 @@ pub async fn run_component(kind: Kind, args: ComponentArgs) -> anyhow::Result<()
             std::process::id()
         )
     });
+    let terminated = termination()?;
     let tracer = tracer(&config, kind, &name)?;
     let store = open_store(&config).await?;
     eprintln!("dspans {} {name} running (SIGTERM to stop)", kind.as_str());
@@ -209,7 +205,7 @@ pub async fn run_component(kind: Kind, args: ComponentArgs) -> anyhow::Result<()
         let expired = expired.clone();
         async move {
             tokio::select! {
-                _ = termination() => {}
+                _ = terminated => {}
                 _ = session.wait_for(|state| state.is_terminal()) => {
                     expired.store(true, std::sync::atomic::Ordering::SeqCst);
                 }
@@ -292,187 +288,4 @@ pub async fn run_enqueue(args: EnqueueArgs) -> anyhow::Result<()> {
     let _ = store.close().await;
     println!("{id}");
     Ok(())
-}
-
-/// What is queued and pending, per pipeline.
-#[derive(Debug, serde::Serialize)]
-pub(crate) struct Status {
-    pub trigger_events: usize,
-    pub pipelines: Vec<PipelineStatus>,
-}
-
-#[derive(Debug, serde::Serialize)]
-pub(crate) struct PipelineStatus {
-    pub name: String,
-    pub result_events: usize,
-    pub reports: usize,
-    pub items: Vec<ItemStatus>,
-}
-
-#[derive(Debug, serde::Serialize)]
-pub(crate) struct ItemStatus {
-    uuid: String,
-    queue: String,
-    change: String,
-    state: String,
-    buildset: String,
-    pub buildset_state: String,
-    merge: Option<String>,
-    resets: u32,
-}
-
-impl Status {
-    pub(crate) fn idle(&self) -> bool {
-        self.trigger_events == 0
-            && self
-                .pipelines
-                .iter()
-                .all(|p| p.result_events == 0 && p.items.is_empty())
-    }
-}
-
-async fn count_children(store: &Arc<dyn Store>, path: &str) -> anyhow::Result<usize> {
-    match store.children(path).await {
-        Ok(children) => Ok(children.len()),
-        Err(dspans_store::StoreError::NoNode { .. }) => Ok(0),
-        Err(error) => Err(error.into()),
-    }
-}
-
-pub(crate) async fn read_status(config: &Config, store: &Arc<dyn Store>) -> anyhow::Result<Status> {
-    let layout = Layout::default();
-    let trigger_events = EventQueue::new(store.clone(), layout.trigger_events())
-        .ids()
-        .await?
-        .len();
-    let mut pipelines = Vec::new();
-    for pipeline in &config.pipelines {
-        let p = pipeline.name.as_str();
-        let mut items = Vec::new();
-        let queue_names = match store.children(&layout.change_queues(p)).await {
-            Ok(names) => names,
-            Err(dspans_store::StoreError::NoNode { .. }) => Vec::new(),
-            Err(error) => return Err(error.into()),
-        };
-        for segment in queue_names {
-            let Some(node) = store
-                .get(&format!("{}/{segment}", layout.change_queues(p)))
-                .await?
-            else {
-                continue;
-            };
-            let queue = ChangeQueue::from_json(&node.data)?;
-            for uuid in &queue.items {
-                let Some(node) = store.get(&layout.item(p, uuid)).await? else {
-                    continue;
-                };
-                let item = QueueItem::from_json(&node.data)?;
-                let buildset = match store
-                    .get(&layout.buildset(p, uuid, &item.current_buildset))
-                    .await?
-                {
-                    Some(node) => Some(BuildSet::from_json(&node.data)?),
-                    None => None,
-                };
-                items.push(ItemStatus {
-                    uuid: uuid.clone(),
-                    queue: queue.name.clone(),
-                    change: item.change.short(),
-                    state: format!("{:?}", item.state).to_lowercase(),
-                    buildset: item.current_buildset.clone(),
-                    buildset_state: buildset.as_ref().map_or("missing".into(), |b| {
-                        format!("{:?}", b.state).to_lowercase()
-                    }),
-                    merge: buildset
-                        .and_then(|b| b.merge_result)
-                        .map(|m| m.as_str().to_string()),
-                    resets: item.resets,
-                });
-            }
-        }
-        pipelines.push(PipelineStatus {
-            name: p.to_string(),
-            result_events: count_children(store, &layout.result_events(p)).await?,
-            reports: count_children(store, &layout.reports(p)).await?,
-            items,
-        });
-    }
-    Ok(Status {
-        trigger_events,
-        pipelines,
-    })
-}
-
-fn print_status(status: &Status, json: bool) {
-    if json {
-        println!("{}", serde_json::to_string(status).unwrap_or_default());
-        return;
-    }
-    println!("trigger events pending: {}", status.trigger_events);
-    for p in &status.pipelines {
-        println!(
-            "pipeline {}: {} item(s) queued, {} result event(s) pending, {} reported",
-            p.name,
-            p.items.len(),
-            p.result_events,
-            p.reports
-        );
-        for item in &p.items {
-            println!(
-                "  [{}] {} {} buildset {} {}{}{}",
-                item.queue,
-                item.change,
-                item.state,
-                &item.buildset[..8.min(item.buildset.len())],
-                item.buildset_state,
-                item.merge
-                    .as_ref()
-                    .map(|m| format!(" merge {m}"))
-                    .unwrap_or_default(),
-                if item.resets > 0 {
-                    format!(" resets {}", item.resets)
-                } else {
-                    String::new()
-                },
-            );
-        }
-    }
-}
-
-/// Prints the status; with --wait-idle, waits for idleness first.
-pub async fn run_status(args: StatusArgs) -> anyhow::Result<()> {
-    let config = load(&args.config)?;
-    let store = open_store(&config).await?;
-    let result = async {
-        let Some(seconds) = args.wait_idle else {
-            print_status(&read_status(&config, &store).await?, args.json);
-            return Ok(());
-        };
-        let deadline = Instant::now() + Duration::from_secs_f64(seconds.max(0.0));
-        let mut last_progress = Instant::now();
-        loop {
-            let status = read_status(&config, &store).await?;
-            if status.idle() {
-                print_status(&status, args.json);
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                print_status(&status, args.json);
-                bail!("not idle after {seconds} s");
-            }
-            if !args.json && last_progress.elapsed() >= Duration::from_secs(2) {
-                let queued: usize = status.pipelines.iter().map(|p| p.items.len()).sum();
-                let reported: usize = status.pipelines.iter().map(|p| p.reports).sum();
-                eprintln!(
-                    "waiting: {queued} item(s) queued, {reported} reported, {} event(s) pending",
-                    status.trigger_events
-                );
-                last_progress = Instant::now();
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-    .await;
-    let _ = store.close().await;
-    result
 }

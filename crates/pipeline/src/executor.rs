@@ -36,36 +36,25 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dspans_store::recipes::{Claim, EventQueue, JobQueue, JobRecord};
+use dspans_store::recipes::{Claim, JobQueue};
 use dspans_store::Store;
 use durable_spans::{span_context_of, ChildOptions, DurableTracer, Timestamp};
 use opentelemetry::trace::{Span as _, Status, TraceContextExt, Tracer as _};
 use opentelemetry::{Context, KeyValue};
-use serde::Deserialize;
 
 use crate::config::Config;
 use crate::layout::Layout;
-use crate::model::{
-    BuildCompleted, BuildRequest, BuildResult, ModelError, ResultEvent, StoredObject,
-};
+use crate::model::{BuildCompleted, BuildRequest, BuildResult, ModelError, ResultEvent};
 use crate::process::{self, Abort, Outcome, OutputMode};
+use crate::worker::{decode_request, serve, PartialRequest, Worker};
 
-/// How long work in hand may take to finish after shutdown is requested.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
-
-/// How often the queue is polled when no notification arrives.
-pub(crate) const POLL_INTERVAL: Duration = Duration::from_secs(2);
+pub use crate::worker::SHUTDOWN_GRACE;
 
 /// A worker of the executor queue. Cheap: one claimed build at a time, run
 /// as many instances (tasks or processes) as wanted.
 #[derive(Debug, Clone)]
 pub struct Executor {
-    config: Arc<Config>,
-    store: Arc<dyn Store>,
-    tracer: DurableTracer,
-    name: String,
-    layout: Layout,
-    hostname: String,
+    worker: Worker,
 }
 
 impl Executor {
@@ -77,41 +66,39 @@ impl Executor {
         name: impl Into<String>,
     ) -> Executor {
         Executor {
-            config: config.into(),
-            store,
-            tracer,
-            name: name.into(),
-            layout: Layout::default(),
-            hostname: process::hostname(),
+            worker: Worker::new(config.into(), store, tracer, name.into()),
         }
     }
 
     /// Uses another store layout (default [`Layout::default`]).
     pub fn with_layout(mut self, layout: Layout) -> Executor {
-        self.layout = layout;
+        self.worker.layout = layout;
         self
     }
 
     /// The executor's name.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.worker.name
     }
 
     /// The configuration it was given.
     pub fn config(&self) -> &Config {
-        &self.config
+        &self.worker.config
     }
 
     /// Claims and runs builds until `shutdown` resolves (see the module
     /// documentation for what happens to the build in hand).
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let queue = JobQueue::new(self.store.clone(), self.layout.executor_queue());
-        tracing::info!(executor = %self.name, "executor started");
-        serve(&queue, &self.name, shutdown, |claim, abort| {
+        let queue = JobQueue::new(
+            self.worker.store.clone(),
+            self.worker.layout.executor_queue(),
+        );
+        tracing::info!(executor = %self.worker.name, "executor started");
+        serve(&queue, &self.worker.name, shutdown, |claim, abort| {
             self.execute(&queue, claim, abort)
         })
         .await;
-        tracing::info!(executor = %self.name, "executor stopped");
+        tracing::info!(executor = %self.worker.name, "executor stopped");
     }
 
     async fn execute(&self, queue: &JobQueue, claim: Claim, abort: Abort) {
@@ -120,19 +107,23 @@ impl Executor {
             Err(error) => return self.reject(queue, claim, error).await,
         };
         tracing::info!(
-            executor = %self.name, request = %claim.job.id, build = %request.build_uuid,
+            executor = %self.worker.name, request = %claim.job.id, build = %request.build_uuid,
             job = %request.job, "build started"
         );
-        let exec = self.tracer.start_span_in_context(
+        let exec = self.worker.tracer.start_span_in_context(
             request.span_context.as_ref(),
             "JobExecution",
             ChildOptions {
-                attributes: vec![KeyValue::new("hostname", self.hostname.clone())],
+                attributes: vec![KeyValue::new("hostname", self.worker.hostname.clone())],
                 ..ChildOptions::default()
             },
         );
         let exec_cx = Context::new().with_span(exec);
-        let mut run_span = self.tracer.tracer().start_with_context("JobRun", &exec_cx);
+        let mut run_span = self
+            .worker
+            .tracer
+            .tracer()
+            .start_with_context("JobRun", &exec_cx);
         let traceparent = span_context_of(&run_span).to_traceparent();
 
         let start_time = Timestamp::now();
@@ -158,7 +149,7 @@ impl Executor {
 
         if outcome == Outcome::Aborted {
             tracing::warn!(
-                executor = %self.name, request = %claim.job.id, build = %request.build_uuid,
+                executor = %self.worker.name, request = %claim.job.id, build = %request.build_uuid,
                 "build interrupted by shutdown; handing the request back"
             );
             if let Err(error) = queue.release(claim).await {
@@ -175,24 +166,17 @@ impl Executor {
             exit_code,
             start_time,
             end_time,
-            executor: self.name.clone(),
+            executor: self.worker.name.clone(),
         };
         tracing::info!(
-            executor = %self.name, build = %request.build_uuid, job = %request.job,
+            executor = %self.worker.name, build = %request.build_uuid, job = %request.job,
             %result, ?exit_code, "build completed"
         );
         let outcome = serde_json::json!({ "result": result.as_str() });
         let event = ResultEvent::BuildCompleted(event);
-        complete(
-            &self.store,
-            &self.layout,
-            queue,
-            claim,
-            &request.pipeline,
-            &event,
-            outcome,
-        )
-        .await;
+        self.worker
+            .complete(queue, claim, &request.pipeline, &event, outcome)
+            .await;
     }
 
     /// Runs the request's command; returns how it ended and, for anything
@@ -260,7 +244,7 @@ impl Executor {
     /// Completes a request that cannot be decoded, with an `ERROR` result.
     async fn reject(&self, queue: &JobQueue, claim: Claim, error: ModelError) {
         tracing::error!(
-            executor = %self.name, request = %claim.job.id, %error,
+            executor = %self.worker.name, request = %claim.job.id, %error,
             "undecodable build request; completing it with ERROR"
         );
         let partial: PartialRequest =
@@ -278,18 +262,11 @@ impl Executor {
                     exit_code: None,
                     start_time: now,
                     end_time: now,
-                    executor: self.name.clone(),
+                    executor: self.worker.name.clone(),
                 });
-                complete(
-                    &self.store,
-                    &self.layout,
-                    queue,
-                    claim,
-                    &pipeline,
-                    &event,
-                    outcome,
-                )
-                .await;
+                self.worker
+                    .complete(queue, claim, &pipeline, &event, outcome)
+                    .await;
             }
             _ => {
                 if let Err(error) = queue.complete_with(claim, outcome, Vec::new()).await {
@@ -297,170 +274,5 @@ impl Executor {
                 }
             }
         }
-    }
-}
-
-/// The fields of a request that identify where its result goes, read from
-/// a request that does not decode as a whole.
-#[derive(Debug, Default, Deserialize)]
-pub(crate) struct PartialRequest {
-    pub pipeline: Option<String>,
-    pub build_uuid: Option<String>,
-    pub uuid: Option<String>,
-    pub buildset_uuid: Option<String>,
-    pub item_uuid: Option<String>,
-    pub job: Option<String>,
-}
-
-/// Decodes a queued request: its JSON text, or that text held as a JSON
-/// string.
-pub(crate) fn decode_request<T: StoredObject>(record: &JobRecord) -> Result<T, ModelError> {
-    let text = record.request.get();
-    if text.trim_start().starts_with('"') {
-        if let Ok(inner) = serde_json::from_str::<String>(text) {
-            return T::from_json(inner.as_bytes());
-        }
-    }
-    T::from_json(text.as_bytes())
-}
-
-/// Writes `event` to the pipeline's result queue and completes the claimed
-/// request with `outcome`, in one atomic multi-operation.
-pub(crate) async fn complete(
-    store: &Arc<dyn Store>,
-    layout: &Layout,
-    queue: &JobQueue,
-    claim: Claim,
-    pipeline: &str,
-    event: &ResultEvent,
-    outcome: serde_json::Value,
-) {
-    let id = claim.job.id.clone();
-    let events = EventQueue::new(store.clone(), layout.result_events(pipeline));
-    let op = match event.to_json() {
-        Ok(data) => events.put_op(data).await,
-        Err(error) => {
-            tracing::error!(request = %id, %error, "cannot encode the result event");
-            if let Err(error) = queue.release(claim).await {
-                tracing::error!(request = %id, %error, "cannot hand the request back");
-            }
-            return;
-        }
-    };
-    let op = match op {
-        Ok(op) => op,
-        Err(error) => {
-            tracing::error!(request = %id, %error, "cannot prepare the result queue; handing back");
-            if let Err(error) = queue.release(claim).await {
-                tracing::error!(request = %id, %error, "cannot hand the request back");
-            }
-            return;
-        }
-    };
-    match queue.complete_with(claim, outcome, vec![op]).await {
-        Ok(_) => tracing::debug!(request = %id, %pipeline, "result written"),
-        Err(error) => tracing::error!(
-            request = %id, %error,
-            "cannot write the result (request changed or lock lost); the scheduler will notice"
-        ),
-    }
-}
-
-/// The worker loop shared by executors and mergers: claim the oldest
-/// request, hand it to `work` (with the shutdown abort signal), repeat;
-/// wait for queue notifications (or [`POLL_INTERVAL`]) when idle.
-pub(crate) async fn serve<F, W>(
-    queue: &JobQueue,
-    name: &str,
-    shutdown: impl Future<Output = ()>,
-    mut work: W,
-) where
-    W: FnMut(Claim, Abort) -> F,
-    F: Future<Output = ()>,
-{
-    let mut shutdown = std::pin::pin!(shutdown);
-    match queue.reclaim(name).await {
-        Ok(ids) if !ids.is_empty() => {
-            tracing::warn!(worker = %name, requests = ?ids, "handed back the requests an earlier run of this worker had claimed")
-        }
-        Ok(_) => {}
-        Err(error) => {
-            tracing::warn!(worker = %name, %error, "cannot look for requests of an earlier run")
-        }
-    }
-    let abort = Abort::new();
-    let mut watch = None;
-    loop {
-        if watch.is_none() {
-            match queue.watch().await {
-                Ok(w) => watch = Some(w),
-                Err(error) => tracing::warn!(worker = %name, %error, "cannot watch the queue"),
-            }
-        }
-        // Poll shutdown once, but never cancel a claim half-way: a dropped
-        // `claim_next` could leave a request locked and `running` by nobody.
-        let stop_now = tokio::select! {
-            biased;
-            _ = &mut shutdown => true,
-            _ = std::future::ready(()) => false,
-        };
-        if stop_now {
-            return;
-        }
-        let claimed = queue.claim_next(name).await;
-        match claimed {
-            Ok(Some(claim)) => {
-                let mut job = std::pin::pin!(work(claim, abort.clone()));
-                let stopping = tokio::select! {
-                    _ = &mut job => false,
-                    _ = &mut shutdown => true,
-                };
-                if stopping {
-                    tracing::info!(worker = %name, grace_s = SHUTDOWN_GRACE.as_secs(),
-                        "shutdown requested; finishing the work in hand");
-                    tokio::select! {
-                        _ = &mut job => {}
-                        _ = tokio::time::sleep(SHUTDOWN_GRACE) => {
-                            abort.raise();
-                            job.await;
-                        }
-                    }
-                    return;
-                }
-                continue;
-            }
-            Ok(None) => {}
-            Err(error) => {
-                tracing::warn!(worker = %name, %error, "cannot read the queue");
-                watch = None;
-            }
-        }
-        let ended = tokio::select! {
-            _ = &mut shutdown => return,
-            ended = wait_for_change(watch.as_mut()) => ended,
-        };
-        if ended {
-            watch = None;
-        }
-    }
-}
-
-/// Waits for a queue notification or [`POLL_INTERVAL`]; true when the
-/// watch has ended (it is then renewed).
-async fn wait_for_change(watch: Option<&mut dspans_store::Watch>) -> bool {
-    let Some(watch) = watch else {
-        tokio::time::sleep(POLL_INTERVAL).await;
-        return false;
-    };
-    match tokio::time::timeout(POLL_INTERVAL, watch.next()).await {
-        Ok(Some(_)) => {
-            watch.drain();
-            false
-        }
-        Ok(None) => {
-            tokio::time::sleep(POLL_INTERVAL).await;
-            true
-        }
-        Err(_) => false,
     }
 }

@@ -42,10 +42,10 @@ use opentelemetry::trace::{Span as _, Status};
 use opentelemetry::KeyValue;
 
 use crate::config::Config;
-use crate::executor::{complete, decode_request, serve, PartialRequest};
 use crate::layout::Layout;
 use crate::model::{ChangeRef, MergeCompleted, MergeRequest, MergeResult, ModelError, ResultEvent};
 use crate::process::{self, Abort, Outcome, OutputMode};
+use crate::worker::{decode_request, serve, PartialRequest, Worker};
 
 /// Longest time one git command may take.
 pub const GIT_TIMEOUT: Duration = Duration::from_secs(300);
@@ -65,12 +65,7 @@ pub fn change_branch(number: u64, patchset: u64) -> String {
 /// as many instances as wanted.
 #[derive(Debug, Clone)]
 pub struct Merger {
-    config: Arc<Config>,
-    store: Arc<dyn Store>,
-    tracer: DurableTracer,
-    name: String,
-    layout: Layout,
-    hostname: String,
+    worker: Worker,
 }
 
 /// What merging produced.
@@ -99,35 +94,35 @@ impl Merger {
         name: impl Into<String>,
     ) -> Merger {
         Merger {
-            config: config.into(),
-            store,
-            tracer,
-            name: name.into(),
-            layout: Layout::default(),
-            hostname: process::hostname(),
+            worker: Worker::new(config.into(), store, tracer, name.into()),
         }
     }
 
     /// Uses another store layout (default [`Layout::default`]).
     pub fn with_layout(mut self, layout: Layout) -> Merger {
-        self.layout = layout;
+        self.worker.layout = layout;
         self
     }
 
     /// The merger's name.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.worker.name
+    }
+
+    /// The configuration it was given.
+    pub fn config(&self) -> &Config {
+        &self.worker.config
     }
 
     /// Claims and handles merge requests until `shutdown` resolves.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let queue = JobQueue::new(self.store.clone(), self.layout.merger_queue());
-        tracing::info!(merger = %self.name, "merger started");
-        serve(&queue, &self.name, shutdown, |claim, abort| {
+        let queue = JobQueue::new(self.worker.store.clone(), self.worker.layout.merger_queue());
+        tracing::info!(merger = %self.worker.name, "merger started");
+        serve(&queue, &self.worker.name, shutdown, |claim, abort| {
             self.handle(&queue, claim, abort)
         })
         .await;
-        tracing::info!(merger = %self.name, "merger stopped");
+        tracing::info!(merger = %self.worker.name, "merger stopped");
     }
 
     async fn handle(&self, queue: &JobQueue, claim: Claim, abort: Abort) {
@@ -135,12 +130,12 @@ impl Merger {
             Ok(request) => request,
             Err(error) => return self.reject(queue, claim, error).await,
         };
-        tracing::info!(merger = %self.name, request = %claim.job.id, merge = %request.uuid, "merge started");
-        let mut span = self.tracer.start_span_in_context(
+        tracing::info!(merger = %self.worker.name, request = %claim.job.id, merge = %request.uuid, "merge started");
+        let mut span = self.worker.tracer.start_span_in_context(
             request.span_context.as_ref(),
             "MergerJob",
             ChildOptions {
-                attributes: vec![KeyValue::new("merger", self.hostname.clone())],
+                attributes: vec![KeyValue::new("merger", self.worker.hostname.clone())],
                 ..ChildOptions::default()
             },
         );
@@ -149,7 +144,7 @@ impl Merger {
             Err(GitFailure::Aborted) => {
                 span.set_status(Status::error("interrupted by merger shutdown"));
                 span.end();
-                tracing::warn!(merger = %self.name, request = %claim.job.id,
+                tracing::warn!(merger = %self.worker.name, request = %claim.job.id,
                     "merge interrupted by shutdown; handing the request back");
                 if let Err(error) = queue.release(claim).await {
                     tracing::error!(%error, "cannot hand the merge request back");
@@ -171,7 +166,7 @@ impl Merger {
             span.set_status(Status::error(merged.message.clone().unwrap_or_default()));
         }
         span.end();
-        tracing::info!(merger = %self.name, merge = %request.uuid, result = %merged.result,
+        tracing::info!(merger = %self.worker.name, merge = %request.uuid, result = %merged.result,
             message = merged.message.as_deref().unwrap_or(""), "merge completed");
         let outcome = serde_json::json!({ "result": merged.result.as_str() });
         let event = ResultEvent::MergeCompleted(MergeCompleted {
@@ -181,18 +176,11 @@ impl Merger {
             result: merged.result,
             commit: merged.commit,
             message: merged.message,
-            merger: self.name.clone(),
+            merger: self.worker.name.clone(),
         });
-        complete(
-            &self.store,
-            &self.layout,
-            queue,
-            claim,
-            &request.pipeline,
-            &event,
-            outcome,
-        )
-        .await;
+        self.worker
+            .complete(queue, claim, &request.pipeline, &event, outcome)
+            .await;
     }
 
     /// Merges `changes` per project, in order (see the module docs).
@@ -207,7 +195,12 @@ impl Merger {
         let own_project = changes.last().map(|c| c.project.as_str());
         let mut commit = None;
         for (project, changes) in projects {
-            let Some(repo) = self.config.project(project).and_then(|p| p.repo.clone()) else {
+            let Some(repo) = self
+                .worker
+                .config
+                .project(project)
+                .and_then(|p| p.repo.clone())
+            else {
                 continue;
             };
             let head = self.merge_project(&repo, &changes, abort).await?;
@@ -314,7 +307,7 @@ impl Merger {
     }
 
     async fn reject(&self, queue: &JobQueue, claim: Claim, error: ModelError) {
-        tracing::error!(merger = %self.name, request = %claim.job.id, %error,
+        tracing::error!(merger = %self.worker.name, request = %claim.job.id, %error,
             "undecodable merge request; completing it with ERROR");
         let partial: PartialRequest =
             serde_json::from_str(claim.job.record.request.get()).unwrap_or_default();
@@ -328,18 +321,11 @@ impl Merger {
                     result: MergeResult::Error,
                     commit: None,
                     message: Some(error.to_string()),
-                    merger: self.name.clone(),
+                    merger: self.worker.name.clone(),
                 });
-                complete(
-                    &self.store,
-                    &self.layout,
-                    queue,
-                    claim,
-                    &pipeline,
-                    &event,
-                    outcome,
-                )
-                .await;
+                self.worker
+                    .complete(queue, claim, &pipeline, &event, outcome)
+                    .await;
             }
             _ => {
                 if let Err(error) = queue.complete_with(claim, outcome, Vec::new()).await {

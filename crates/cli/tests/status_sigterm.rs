@@ -1,0 +1,481 @@
+//! `dspans status` shows each build of a queued item, and every component
+//! stops cleanly on SIGTERM: exit status 0 within 10 s, the work in hand
+//! handed back, the pipeline lock released for another scheduler at once.
+//! Components run as OS processes exporting to a real OTLP receiver, on
+//! SQLite and on a real ZooKeeper.
+
+#[path = "../../store/tests/common/mod.rs"]
+mod store_common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use dspans_otlp::proto::trace::v1::{status::StatusCode, Span};
+use dspans_otlp::receiver::{MemorySink, Receiver, RunningReceiver};
+use serde_json::Value;
+use store_common::ZkServer;
+
+const DSPANS: &str = env!("CARGO_BIN_EXE_dspans");
+const DEADLINE: Duration = Duration::from_secs(60);
+/// What a component may take to stop after SIGTERM.
+const STOP_LIMIT: Duration = Duration::from_secs(10);
+/// Long enough that a lock released only by its session expiring would
+/// make the takeover assertions fail.
+const SESSION_MS: u64 = 60_000;
+
+#[derive(Clone, Copy, Debug)]
+enum Backend {
+    Sqlite,
+    Zookeeper,
+}
+
+/// One test at a time: each starts several processes (and ZooKeeper).
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A config, a receiver, maybe ZooKeeper, and the component processes
+/// (killed when dropped).
+struct World {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    runtime: tokio::runtime::Runtime,
+    receiver: Option<RunningReceiver>,
+    sink: MemorySink,
+    children: Vec<(String, Child)>,
+    _zk: Option<ZkServer>,
+    _turn: std::sync::MutexGuard<'static, ()>,
+}
+
+impl World {
+    /// Job `unit` marks its start with a `running-<build>` file, then
+    /// waits for a `release` file; job `lint` succeeds at once.
+    fn new(backend: Backend) -> World {
+        let turn = ONE_AT_A_TIME
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let sink = MemorySink::new();
+        let receiver = runtime
+            .block_on(
+                Receiver::builder()
+                    .grpc("127.0.0.1:0".parse().unwrap())
+                    .start(sink.clone()),
+            )
+            .unwrap();
+        let (store, zk) = match backend {
+            Backend::Sqlite => (
+                format!(
+                    "backend = \"sqlite\"\npath = \"{}/state/dspans.db\"\nsession_timeout_ms = {SESSION_MS}",
+                    dir.path().display()
+                ),
+                None,
+            ),
+            Backend::Zookeeper => {
+                let zk = ZkServer::start();
+                (
+                    format!(
+                        "backend = \"zookeeper\"\nhosts = \"{}\"\nsession_timeout_ms = {SESSION_MS}",
+                        zk.hosts
+                    ),
+                    Some(zk),
+                )
+            }
+        };
+        let unit = r#"touch "$DSPANS_TEST_MARKERS/running-$DSPANS_BUILD-$PPID"; while [ ! -e "$DSPANS_TEST_MARKERS/release" ]; do sleep 0.05; done"#;
+        let text = format!(
+            r#"[store]
+{store}
+
+[tracing]
+enabled = true
+protocol = "grpc"
+endpoint = "{endpoint}"
+service_name = "dspans-test"
+
+[[pipeline]]
+name = "gate"
+manager = "dependent"
+
+[[job]]
+name = "unit"
+run = '{unit}'
+timeout_s = 120
+
+[[job]]
+name = "lint"
+run = "true"
+
+[[project]]
+name = "org/project"
+gate = ["unit", "lint"]
+"#,
+            endpoint = receiver.grpc_endpoint().unwrap(),
+        );
+        let config = dir.path().join("dspans.toml");
+        std::fs::write(&config, text).unwrap();
+        World {
+            dir,
+            config,
+            runtime,
+            receiver: Some(receiver),
+            sink,
+            children: Vec::new(),
+            _zk: zk,
+            _turn: turn,
+        }
+    }
+
+    fn spawn(&mut self, kind: &str, name: &str) {
+        let log = std::fs::File::create(self.dir.path().join(format!("{name}.log"))).unwrap();
+        let child = Command::new(DSPANS)
+            .args([kind, "--config", self.config.to_str().unwrap()])
+            .args(["--name", name])
+            .env("RUST_LOG", "info")
+            .env("DSPANS_TEST_MARKERS", self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.children.push((name.to_string(), child));
+    }
+
+    /// Sends SIGTERM to `name`; asserts it exits with status 0 within
+    /// [`STOP_LIMIT`]; returns how long it took.
+    fn terminate(&mut self, name: &str) -> Duration {
+        let logs = self.logs();
+        let (_, child) = self.children.iter_mut().find(|(n, _)| n == name).unwrap();
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -TERM {name}");
+        let sent = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                let took = sent.elapsed();
+                assert!(status.success(), "{name} exited with {status}\n{logs}");
+                assert!(took < STOP_LIMIT, "{name} took {took:?} to stop");
+                eprintln!("{name} stopped {took:?} after SIGTERM");
+                return took;
+            }
+            if sent.elapsed() > STOP_LIMIT {
+                panic!(
+                    "{name} still running {STOP_LIMIT:?} after SIGTERM\n{}",
+                    self.logs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn dspans(&self, args: &[&str]) -> std::process::Output {
+        Command::new(DSPANS)
+            .args(args)
+            .args(["--config", self.config.to_str().unwrap()])
+            .output()
+            .unwrap()
+    }
+
+    fn enqueue(&self, change: u64) {
+        let n = change.to_string();
+        let out = self.dspans(&[
+            "enqueue",
+            "--pipeline",
+            "gate",
+            "--project",
+            "org/project",
+            "--change",
+            &n,
+        ]);
+        assert!(out.status.success(), "enqueue: {out:?}");
+    }
+
+    fn status_json(&self) -> Value {
+        let out = self.dspans(&["status", "--json"]);
+        assert!(out.status.success(), "status: {out:?}");
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn status_text(&self) -> String {
+        let out = self.dspans(&["status"]);
+        assert!(out.status.success(), "status: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// The `unit` build of the only queued item, once `cond` holds for it.
+    /// The only queued item and its `unit` build, once `cond` holds for it.
+    fn unit_build_until(&self, what: &str, cond: impl Fn(&Value) -> bool) -> (Value, Value) {
+        let started = Instant::now();
+        loop {
+            let status = self.status_json();
+            let item = &status["pipelines"][0]["items"][0];
+            if let Some(build) = item["builds"]
+                .as_array()
+                .and_then(|builds| builds.iter().find(|b| b["job"] == "unit"))
+            {
+                if cond(build) {
+                    return (item.clone(), build.clone());
+                }
+            }
+            assert!(
+                started.elapsed() < DEADLINE,
+                "status never showed {what}: {status}\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits for a `running-<build>-<pid>` marker other than `except`;
+    /// returns its name.
+    fn wait_for_run(&self, except: Option<&str>) -> String {
+        let started = Instant::now();
+        loop {
+            let found = std::fs::read_dir(self.dir.path())
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .find(|n| n.starts_with("running-") && Some(n.as_str()) != except);
+            if let Some(name) = found {
+                return name;
+            }
+            assert!(
+                started.elapsed() < DEADLINE,
+                "the unit job never started\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The holder of the gate pipeline's lock, if anyone holds it.
+    fn lock_holder(&self) -> Option<String> {
+        let out = self.dspans(&["store", "get", "/dspans/locks/pipelines/gate"]);
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    fn wait_until(&self, what: &str, limit: Duration, cond: impl Fn() -> bool) {
+        let started = Instant::now();
+        while !cond() {
+            assert!(
+                started.elapsed() < limit,
+                "not within {limit:?}: {what}\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn reports(&self) -> Vec<Value> {
+        let out = self.dspans(&["store", "ls", "/dspans/pipelines/gate/reports"]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|name| {
+                let path = format!("/dspans/pipelines/gate/reports/{name}");
+                serde_json::from_slice(&self.dspans(&["store", "get", &path]).stdout).unwrap()
+            })
+            .collect()
+    }
+
+    fn spans_until(&self, what: &str, cond: impl Fn(&[Span]) -> bool) -> Vec<Span> {
+        let started = Instant::now();
+        loop {
+            let spans = self.sink.spans();
+            if cond(&spans) {
+                return spans;
+            }
+            assert!(started.elapsed() < DEADLINE, "no {what}\n{}", self.logs());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("{name}.log"))).unwrap_or_default()
+    }
+
+    fn logs(&self) -> String {
+        let mut text = String::new();
+        for (name, _) in &self.children {
+            let log = self.log(name);
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            text += &format!("--- {name}\n{}\n", tail.join("\n"));
+        }
+        text
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some(receiver) = self.receiver.take() {
+            let _ = self.runtime.block_on(receiver.shutdown());
+        }
+    }
+}
+
+/// The build uuid in a `running-<build>-<pid>` marker.
+fn build_of(marker: &str) -> &str {
+    let rest = marker.strip_prefix("running-").unwrap();
+    &rest[..rest.rfind('-').unwrap()]
+}
+
+fn status_and_sigterm(backend: Backend) {
+    let mut world = World::new(backend);
+    world.spawn("scheduler", "scheduler-a");
+    world.spawn("executor", "executor-1");
+    world.spawn("merger", "merger-1");
+    world.enqueue(1);
+    let first_run = world.wait_for_run(None);
+    let build = build_of(&first_run).to_string();
+
+    // status shows the running build, its executor, and the merge.
+    let (item, unit) = world.unit_build_until("unit running on executor-1", |b| {
+        b["state"] == "running" && b["executor"] == "executor-1"
+    });
+    assert_eq!(unit["uuid"], build.as_str());
+    assert_eq!(unit["retry"], 0);
+    assert_eq!(unit["result"], Value::Null);
+    assert_eq!(item["change"], "1,1");
+    assert_eq!(item["buildset_state"], "building");
+    assert_eq!(item["merge_state"], "completed");
+    assert_eq!(item["merge"], "MERGED");
+    let jobs: Vec<&Value> = item["builds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| &b["job"])
+        .collect();
+    assert_eq!(
+        jobs,
+        ["unit", "lint"],
+        "every job of the build set, in order"
+    );
+    // The one executor is busy with unit: lint waits in the queue.
+    let lint = &item["builds"][1];
+    assert_eq!(lint["state"], "requested", "{lint}");
+    assert_eq!(lint["executor"], Value::Null);
+    assert!(lint["uuid"].is_string());
+    let text = world.status_text();
+    let unit_line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("unit "))
+        .unwrap_or_else(|| panic!("no line for job unit:\n{text}"));
+    assert!(
+        unit_line.contains(&build[..8])
+            && unit_line.contains("running")
+            && unit_line.contains("executor-1"),
+        "{unit_line}"
+    );
+    assert!(
+        text.lines().any(|l| l.trim_start().starts_with("lint ")),
+        "{text}"
+    );
+    assert!(text.contains("merge completed MERGED"), "{text}");
+
+    // An idle merger stops at once.
+    world.terminate("merger-1");
+
+    // The executor cannot finish the build within its grace: it kills the
+    // job and hands the request back.
+    let took = world.terminate("executor-1");
+    assert!(took >= Duration::from_secs(4), "a grace period was given");
+    let (_, unit) =
+        world.unit_build_until("the unit build handed back", |b| b["state"] == "requested");
+    assert_eq!(
+        unit["uuid"],
+        build.as_str(),
+        "the same build, not a new one"
+    );
+    assert_eq!(unit["executor"], Value::Null);
+    assert!(
+        world.log("executor-1").contains("handing the request back"),
+        "{}",
+        world.log("executor-1")
+    );
+
+    // The scheduler releases the pipeline lock on its way out; another one
+    // takes the pipeline over at once (the session timeout is 60 s).
+    assert_eq!(world.lock_holder().as_deref(), Some("scheduler-a"));
+    world.terminate("scheduler-a");
+    assert_eq!(world.lock_holder(), None, "lock released on SIGTERM");
+    let restarted = Instant::now();
+    world.spawn("scheduler", "scheduler-b");
+    world.wait_until(
+        "scheduler-b holds the gate pipeline",
+        Duration::from_secs(15),
+        || world.lock_holder().as_deref() == Some("scheduler-b"),
+    );
+    eprintln!(
+        "scheduler-b took the pipeline over in {:?}",
+        restarted.elapsed()
+    );
+
+    // A second executor runs the handed-back build to the end.
+    world.spawn("executor", "executor-2");
+    world.wait_for_run(Some(&first_run));
+    let (_, unit) = world.unit_build_until("unit running on executor-2", |b| {
+        b["state"] == "running" && b["executor"] == "executor-2"
+    });
+    assert_eq!(unit["uuid"], build.as_str());
+    std::fs::write(world.dir.path().join("release"), "").unwrap();
+    let out = world.dspans(&["status", "--wait-idle", "30"]);
+    assert!(out.status.success(), "not idle: {out:?}\n{}", world.logs());
+    let reports = world.reports();
+    assert_eq!(reports.len(), 1);
+    assert_eq!(reports[0]["result"], "SUCCESS");
+    let unit_report = reports[0]["builds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["job"] == "unit")
+        .unwrap()
+        .clone();
+    assert_eq!(unit_report["uuid"], build.as_str());
+    assert_eq!(unit_report["result"], "SUCCESS");
+
+    // The interrupted attempt is in the trace, ended with an error; the
+    // Build span ends once, with the second attempt's result.
+    let spans = world.spans_until("the item's spans", |s| {
+        s.iter().any(|s| s.name == "QueueItem")
+            && s.iter().filter(|s| s.name == "JobExecution").count() == 3
+    });
+    let failed: Vec<&Span> = spans
+        .iter()
+        .filter(|s| s.name == "JobExecution")
+        .filter(|s| {
+            s.status
+                .as_ref()
+                .is_some_and(|st| st.code == StatusCode::Error as i32)
+        })
+        .collect();
+    assert_eq!(failed.len(), 1, "one interrupted attempt");
+    assert!(failed[0]
+        .status
+        .as_ref()
+        .unwrap()
+        .message
+        .contains("shutdown"));
+    assert_eq!(spans.iter().filter(|s| s.name == "Build").count(), 2);
+    assert_eq!(spans.iter().filter(|s| s.name == "QueueItem").count(), 1);
+
+    // The survivors stop cleanly too.
+    world.terminate("executor-2");
+    world.terminate("scheduler-b");
+}
+
+#[test]
+fn status_shows_builds_and_components_stop_cleanly_on_sigterm_sqlite() {
+    status_and_sigterm(Backend::Sqlite);
+}
+
+#[test]
+fn status_shows_builds_and_components_stop_cleanly_on_sigterm_zookeeper() {
+    status_and_sigterm(Backend::Zookeeper);
+}
