@@ -1,6 +1,9 @@
 //! `dspans collector`: a local OTLP receiver (gRPC and HTTP) that appends
 //! every accepted request as one OTLP-JSON line to a file.
 //!
+//! A span received again (same trace and span id, as an exporter that
+//! delivers at least once may send after a crash) is written only once.
+//!
 //! Malformed or oversized requests are refused by the [`crate::receiver`]
 //! with the protocol's error, and serving goes on. Every line is written and
 //! flushed before the request is acknowledged, so after
@@ -28,9 +31,12 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use crate::receiver::{
-    JsonLinesSink, Receiver, ReceiverError, RunningReceiver, DEFAULT_GRPC_ADDR, DEFAULT_HTTP_ADDR,
-    DEFAULT_MAX_REQUEST_BYTES,
+    Dedupe, JsonLinesSink, Receiver, ReceiverError, RunningReceiver, DEFAULT_GRPC_ADDR,
+    DEFAULT_HTTP_ADDR, DEFAULT_MAX_REQUEST_BYTES,
 };
+
+/// Span ids remembered for dropping repeats (about 100 MB at most).
+const REMEMBERED_SPANS: usize = 1_000_000;
 
 /// Collector failures.
 #[derive(Debug, thiserror::Error)]
@@ -100,16 +106,26 @@ impl CollectorConfig {
 pub struct Collector {
     running: RunningReceiver,
     out: PathBuf,
+    repeats: Dedupe<JsonLinesSink>,
 }
 
 impl Collector {
     /// Opens the output file and starts listening. Must be called within a
     /// tokio runtime.
     pub async fn start(config: &CollectorConfig) -> Result<Collector, CollectorError> {
-        let sink = JsonLinesSink::open(&config.out).map_err(|source| CollectorError::Output {
+        let file = JsonLinesSink::open(&config.out).map_err(|source| CollectorError::Output {
             path: config.out.clone(),
             source,
         })?;
+        let sink = Dedupe::new(file, REMEMBERED_SPANS);
+        // Spans already in the file (a collector restarted on it) count as
+        // seen, so an exporter's resend after the restart is not written twice.
+        match crate::jsonl::read_json_lines(&config.out) {
+            Ok(requests) => sink.remember(&requests),
+            Err(error) => {
+                tracing::warn!(%error, "existing spans in the output not read; repeats of them will be written")
+            }
+        }
         let mut builder = Receiver::builder().max_request_bytes(config.max_request_bytes);
         if let Some(addr) = config.grpc {
             builder = builder.grpc(addr);
@@ -117,10 +133,12 @@ impl Collector {
         if let Some(addr) = config.http {
             builder = builder.http(addr);
         }
+        let sink_repeats = sink.clone();
         let running = builder.start(sink).await?;
         Ok(Collector {
             running,
             out: config.out.clone(),
+            repeats: sink_repeats,
         })
     }
 
@@ -150,6 +168,11 @@ impl Collector {
             lines.push(format!("http {addr}"));
         }
         lines
+    }
+
+    /// Spans received again (same trace and span id) and not written.
+    pub fn repeats(&self) -> u64 {
+        self.repeats.repeats()
     }
 
     /// Stops accepting, lets open requests finish, and returns once every
@@ -182,5 +205,9 @@ where
     tracing::info!(out = %collector.out().display(), "collector writing OTLP-JSON lines");
     stop.await;
     tracing::info!("collector stopping");
+    let repeats = collector.repeats();
+    if repeats > 0 {
+        tracing::info!(repeats, "spans received more than once were written once");
+    }
     collector.shutdown().await
 }

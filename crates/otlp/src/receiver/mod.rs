@@ -18,6 +18,7 @@
 //! # });
 //! ```
 
+mod dedupe;
 mod grpc;
 mod http;
 mod sink;
@@ -30,6 +31,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub use dedupe::Dedupe;
 pub use sink::{
     span_count, spans_of, JsonLinesSink, MemorySink, SinkError, TraceSink, WaitTimeout,
 };
