@@ -319,7 +319,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut killed: Option<String> = None;
     let mut last_line = String::new();
-    loop {
+    let open_spans = loop {
         let status = read_status(&config, &store).await?;
         let building = status
             .pipelines
@@ -347,7 +347,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             last_line = line;
         }
         if status.idle() && reported as u64 >= args.items {
-            break;
+            break status.open_spans;
         }
         if Instant::now() > deadline {
             bail!(
@@ -356,7 +356,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    };
     let reports = read_reports(&store).await?;
     let _ = store.close().await;
 
@@ -415,11 +415,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         "  duplicate span ids:                    {}",
         summary.duplicate_span_ids
     );
+    println!("  saved spans left open:                 {open_spans}");
     println!("  traces: {}", traces.display());
     println!("  report: {}", html.display());
     println!("  took {:.1} s", started.elapsed().as_secs_f64());
     if summary.missing_parent > 0
         || summary.duplicate_span_ids > 0
+        || open_spans > 0
         || items_traces as u64 != args.items
     {
         bail!("incomplete traces: see {}", html.display());

@@ -33,6 +33,7 @@ fn run_demo(extra: &[&str]) {
         "change 3: MERGE_CONFLICT",
         "spans with a missing parent:           0",
         "duplicate span ids:                    0",
+        "saved spans left open:                 0",
         "(3 queue items)",
         "killed scheduler-",
     ] {
