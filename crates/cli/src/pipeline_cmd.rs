@@ -241,7 +241,10 @@ pub async fn run_component(kind: Kind, args: ComponentArgs) -> anyhow::Result<()
     if let Some(task) = outbox_task {
         let _ = task.await;
     }
-    let _ = tracer.shutdown();
+    // Bounded, so SIGTERM stays within its 10 s even with the collector away.
+    let _ = tracer
+        .provider()
+        .shutdown_with_timeout(Duration::from_secs(2));
     let _ = store.close().await;
     if expired.load(std::sync::atomic::Ordering::SeqCst) {
         // Its locks and claims went with the session; a supervisor that
