@@ -14,29 +14,18 @@
 //!
 //! Each run prints its figures (items, kills, spans, repeats, lost).
 
-#[path = "../../store/tests/common/mod.rs"]
-mod store_common;
+mod support;
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dspans_otlp::proto::trace::v1::Span;
-use store_common::{free_port, ZkServer};
+use support::store_common::free_port;
+use support::{attr, send_signal, Backend, Collector, Components, Scenario, DSPANS};
 
-const DSPANS: &str = env!("CARGO_BIN_EXE_dspans");
 const IDLE_DEADLINE_S: &str = "240";
-
-/// The scenarios start a dozen processes each: one at a time.
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Backend {
-    Sqlite,
-    Zookeeper,
-}
 
 /// A small deterministic generator (xorshift), seeded per run and printed,
 /// so a failing run can be replayed with `DSPANS_CHAOS_SEED`.
@@ -72,54 +61,27 @@ impl Rng {
     }
 }
 
-struct Component {
-    kind: &'static str,
-    child: Child,
+/// Beside a scenario's components: the collector they export to, on a
+/// fixed port so that it can be restarted, and the file it writes.
+struct Collecting {
+    traces: PathBuf,
+    port: u16,
+    collector: Option<Collector>,
+    runs: usize,
 }
 
-/// One scenario's processes and files.
-struct World {
-    dir: tempfile::TempDir,
-    config: PathBuf,
-    traces: PathBuf,
-    collector_port: u16,
-    collector: Option<Child>,
-    collector_runs: usize,
-    components: HashMap<String, Component>,
-    zk: Option<ZkServer>,
-    _turn: std::sync::MutexGuard<'static, ()>,
-}
+/// One scenario's processes and files. The scenarios start a dozen
+/// processes each: one at a time.
+type World = Scenario<Collecting>;
 
 impl World {
     fn new(backend: Backend) -> World {
-        let turn = ONE_AT_A_TIME
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let dir = tempfile::tempdir().unwrap();
         let collector_port = free_port();
-        let (store, zk) = match backend {
-            Backend::Sqlite => (
-                format!(
-                    "backend = \"sqlite\"\npath = \"{}/state/dspans.db\"\nsession_timeout_ms = 3000",
-                    dir.path().display()
-                ),
-                None,
-            ),
-            Backend::Zookeeper => {
-                let zk = ZkServer::start();
-                (
-                    format!(
-                        "backend = \"zookeeper\"\nhosts = \"{}\"\nsession_timeout_ms = 6000",
-                        zk.hosts
-                    ),
-                    Some(zk),
-                )
-            }
-        };
         // Changes whose number is a multiple of 7 fail `unit`: the gate
         // resets the items behind them.
-        let text = format!(
-            r#"[store]
+        let procs = Components::start(backend, 3000, 6000, |store| {
+            format!(
+                r#"[store]
 {store}
 
 [tracing]
@@ -146,160 +108,45 @@ run = "sleep 0.1"
 name = "org/project"
 gate = ["unit", "lint"]
 "#
-        );
-        let config = dir.path().join("dspans.toml");
-        std::fs::write(&config, text).unwrap();
-        let traces = dir.path().join("traces.jsonl");
-        let mut world = World {
-            dir,
-            config,
-            traces,
-            collector_port,
-            collector: None,
-            collector_runs: 0,
-            components: HashMap::new(),
-            zk,
-            _turn: turn,
+            )
+        });
+        let mut world = Scenario {
+            side: Collecting {
+                traces: procs.path().join("traces.jsonl"),
+                port: collector_port,
+                collector: None,
+                runs: 0,
+            },
+            procs,
         };
         world.start_collector();
         world
     }
 
     fn start_collector(&mut self) {
-        self.collector_runs += 1;
-        let log = std::fs::File::create(
-            self.dir
-                .path()
-                .join(format!("collector-{}.log", self.collector_runs)),
-        )
-        .unwrap();
-        let mut child = Command::new(DSPANS)
-            .args([
-                "collector",
-                "--grpc",
-                &format!("127.0.0.1:{}", self.collector_port),
-                "--http",
-                "127.0.0.1:0",
-                "--out",
-                self.traces.to_str().unwrap(),
-            ])
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        // It prints its addresses once it listens.
-        let mut first = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut first)
-            .unwrap();
-        assert!(
-            first.starts_with("grpc "),
-            "collector did not start: {first:?}"
-        );
-        self.collector = Some(child);
+        self.side.runs += 1;
+        let log = self
+            .path()
+            .join(format!("collector-{}.log", self.side.runs));
+        let log = std::fs::File::create(log).unwrap();
+        let grpc = format!("127.0.0.1:{}", self.side.port);
+        self.side.collector = Some(Collector::start(&grpc, &self.side.traces, Some(log)));
     }
 
     fn stop_collector(&mut self, signal: &str) {
-        if let Some(mut child) = self.collector.take() {
-            signal_process(&child, signal);
-            let status = child.wait().unwrap();
+        if let Some(mut collector) = self.side.collector.take() {
+            send_signal(&collector.process.0, signal);
+            let status = collector.process.0.wait().unwrap();
             if signal == "TERM" {
                 assert!(status.success(), "collector exited with {status}");
             }
         }
     }
 
-    fn spawn(&mut self, kind: &'static str, name: &str) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join(format!("{name}.log")))
-            .unwrap();
-        let child = Command::new(DSPANS)
-            .args([
-                kind,
-                "--config",
-                self.config.to_str().unwrap(),
-                "--name",
-                name,
-            ])
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.components
-            .insert(name.to_string(), Component { kind, child });
-    }
-
     /// SIGKILLs a component and starts it again under its name.
     fn kill_and_restart(&mut self, name: &str) {
-        let mut component = self.components.remove(name).unwrap();
-        component.child.kill().unwrap();
-        component.child.wait().unwrap();
-        self.spawn(component.kind, name);
-    }
-
-    /// Restarts components that exited on their own (a supervisor's job:
-    /// a component whose store session ended exits 1 to be restarted).
-    fn restart_exited(&mut self) -> usize {
-        let exited: Vec<String> = self
-            .components
-            .iter_mut()
-            .filter_map(|(name, c)| c.child.try_wait().unwrap().map(|_| name.clone()))
-            .collect();
-        for name in &exited {
-            let kind = self.components[name].kind;
-            self.spawn(kind, name);
-        }
-        exited.len()
-    }
-
-    fn stop_components(&mut self) {
-        for component in self.components.values() {
-            signal_process(&component.child, "TERM");
-        }
-        for (name, mut component) in self.components.drain() {
-            let status = component.child.wait().unwrap();
-            assert!(status.success(), "{name} did not stop cleanly: {status}");
-        }
-    }
-
-    fn dspans(&self, args: &[&str]) -> std::process::Output {
-        Command::new(DSPANS)
-            .args(args)
-            .args(["--config", self.config.to_str().unwrap()])
-            .output()
-            .unwrap()
-    }
-
-    fn enqueue(&self, change: u64) {
-        let n = change.to_string();
-        let out = self.dspans(&[
-            "enqueue",
-            "--pipeline",
-            "gate",
-            "--project",
-            "org/project",
-            "--change",
-            &n,
-        ]);
-        assert!(
-            out.status.success(),
-            "enqueue: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn status(&self) -> serde_json::Value {
-        let out = self.dspans(&["status", "--json"]);
-        assert!(
-            out.status.success(),
-            "status: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
+        self.kill(name);
+        self.respawn(name);
     }
 
     fn reported(&self) -> u64 {
@@ -319,47 +166,19 @@ gate = ["unit", "lint"]
             .unwrap();
         let mut restarted = 0;
         while waiter.try_wait().unwrap().is_none() {
-            restarted += self.restart_exited();
+            restarted += self.respawn_exited();
             std::thread::sleep(Duration::from_millis(200));
         }
-        let out = waiter.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "not idle: {}\n{}\nlogs:\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr),
-            self.logs()
-        );
+        self.assert_idle(&waiter.wait_with_output().unwrap());
         restarted
-    }
-
-    fn logs(&self) -> String {
-        let mut text = String::new();
-        let mut names: Vec<String> = std::fs::read_dir(self.dir.path())
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.ends_with(".log"))
-            .collect();
-        names.sort();
-        for name in names {
-            let log = std::fs::read_to_string(self.dir.path().join(&name)).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(30).collect();
-            text += &format!(
-                "--- {name}\n{}\n",
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            );
-        }
-        text
     }
 
     /// Spans received more than once (and written once), per the
     /// collector's logs.
     fn repeats(&self) -> u64 {
-        (1..=self.collector_runs)
+        (1..=self.side.runs)
             .map(|run| {
-                std::fs::read_to_string(self.dir.path().join(format!("collector-{run}.log")))
-                    .unwrap_or_default()
+                self.log(&format!("collector-{run}"))
                     .lines()
                     .filter(|l| l.contains("repeated spans dropped"))
                     .filter_map(|l| {
@@ -372,47 +191,9 @@ gate = ["unit", "lint"]
     }
 
     fn spans(&self) -> Vec<Span> {
-        let requests = dspans_otlp::read_json_lines(&self.traces).unwrap();
+        let requests = dspans_otlp::read_json_lines(&self.side.traces).unwrap();
         dspans_otlp::receiver::spans_of(&requests)
     }
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        for component in self.components.values_mut() {
-            let _ = component.child.kill();
-            let _ = component.child.wait();
-        }
-        if let Some(mut child) = self.collector.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        drop(self.zk.take());
-    }
-}
-
-fn signal_process(child: &Child, signal: &str) {
-    let status = Command::new("kill")
-        .args([&format!("-{signal}"), &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill -{signal} failed");
-}
-
-fn attr(span: &Span, key: &str) -> Option<String> {
-    use dspans_otlp::proto::common::v1::any_value::Value;
-    span.attributes
-        .iter()
-        .find(|kv| kv.key == key)
-        .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
-            Value::StringValue(s) => Some(s.clone()),
-            Value::BoolValue(b) => Some(b.to_string()),
-            Value::ArrayValue(a) => a.values.first().and_then(|v| match v.value.as_ref()? {
-                Value::StringValue(s) => Some(s.clone()),
-                _ => None,
-            }),
-            other => Some(format!("{other:?}")),
-        })
 }
 
 const DURABLE: [&str; 4] = ["QueueItem", "BuildSet", "Build", "Merge"];
@@ -540,11 +321,11 @@ fn chaos(backend: Backend) {
         let victim = victims[rng.below(victims.len() as u64) as usize];
         world.kill_and_restart(victim);
         kills += 1;
-        world.restart_exited();
+        world.respawn_exited();
     }
     let reported_during_kills = world.reported();
     world.wait_idle();
-    world.stop_components();
+    world.terminate_all();
     world.stop_collector("TERM");
     let (durable, all, orphaned) = check_nothing_lost(&world, ITEMS);
     eprintln!(
@@ -598,7 +379,7 @@ fn a_collector_down_for_30_s_loses_nothing() {
     );
     world.start_collector();
     world.wait_idle();
-    world.stop_components();
+    world.terminate_all();
     world.stop_collector("TERM");
     let (durable, all, orphaned) = check_nothing_lost(&world, ITEMS);
     eprintln!(
@@ -632,7 +413,7 @@ fn a_zookeeper_restart_loses_nothing() {
     std::thread::sleep(Duration::from_secs(2));
     zk.run("start");
     let restarted = world.wait_idle();
-    world.stop_components();
+    world.terminate_all();
     world.stop_collector("TERM");
     let (durable, all, orphaned) = check_nothing_lost(&world, ITEMS);
     eprintln!(

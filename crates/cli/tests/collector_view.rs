@@ -2,98 +2,27 @@
 //! exporters send to a collector process, which writes OTLP-JSON lines;
 //! `view` renders such a file.
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+mod support;
+
+use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use dspans_otlp::receiver::spans_of;
-use dspans_otlp::{build_exporter, read_json_lines, ExportOptions, Protocol};
+use dspans_otlp::{read_json_lines, Protocol};
 use opentelemetry::trace::{Span as _, TraceContextExt as _, Tracer as _, TracerProvider as _};
 use opentelemetry::KeyValue;
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use opentelemetry_sdk::Resource;
+use support::{exporting_provider, send_signal, wait_for_exit, wait_for_spans, Collector, DSPANS};
 
-const DSPANS: &str = env!("CARGO_BIN_EXE_dspans");
 /// Generous bound for things that normally take milliseconds.
 const WAIT: Duration = Duration::from_secs(30);
 
-/// Kills the collector if a test fails before stopping it.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-/// Starts `dspans collector` on free ports; returns it with its gRPC and
-/// HTTP addresses as announced on stdout.
-fn start_collector(out: &Path) -> (Running, SocketAddr, SocketAddr) {
-    let mut child = Command::new(DSPANS)
-        .args([
-            "collector",
-            "--grpc",
-            "127.0.0.1:0",
-            "--http",
-            "127.0.0.1:0",
-            "--out",
-        ])
-        .arg(out)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("dspans runs");
-    let stdout = child.stdout.take().unwrap();
-    let running = Running(child);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let (mut grpc, mut http) = (None, None);
-    let deadline = Instant::now() + WAIT;
-    while grpc.is_none() || http.is_none() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx
-            .recv_timeout(left)
-            .expect("the collector announces its addresses");
-        match line.split_once(' ') {
-            Some(("grpc", addr)) => grpc = Some(addr.parse().unwrap()),
-            Some(("http", addr)) => http = Some(addr.parse().unwrap()),
-            _ => panic!("unexpected announcement {line:?}"),
-        }
-    }
-    (running, grpc.unwrap(), http.unwrap())
-}
-
 fn provider(protocol: Protocol, addr: SocketAddr) -> SdkTracerProvider {
-    let opts = ExportOptions {
-        enabled: true,
-        protocol,
-        endpoint: Some(format!("http://{addr}")),
-        service_name: Some(format!("cli-{}", protocol.as_str())),
-        timeout: Some(5_000),
-        ..Default::default()
-    };
-    SdkTracerProvider::builder()
-        .with_resource(
-            Resource::builder()
-                .with_service_name(opts.service_name().to_string())
-                .build(),
-        )
-        .with_simple_exporter(build_exporter(&opts).expect("exporter"))
-        .build()
+    let service = format!("cli-{}", protocol.as_str());
+    exporting_provider(protocol, addr, &service, 5_000, Vec::new())
 }
 
 /// Ends a parent and a child span; returns the trace id (hex).
@@ -125,42 +54,12 @@ fn raw_post(addr: SocketAddr, content_type: &str, body: &[u8]) -> String {
     response.lines().next().unwrap_or("").to_string()
 }
 
-fn wait_for_spans(out: &Path, n: usize) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let got = read_json_lines(out)
-            .map(|r| spans_of(&r).len())
-            .unwrap_or(0);
-        if got >= n {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{got} of {n} spans written by the deadline"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn wait_for_exit(running: &mut Running) -> std::process::ExitStatus {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(status) = running.0.try_wait().unwrap() {
-            return status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the collector did not exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn collector_receives_grpc_and_http_refuses_garbage_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("traces.jsonl");
-    let (mut running, grpc, http) = start_collector(&out);
+    let mut collector = Collector::start_anywhere(&out);
+    let (grpc, http) = (collector.grpc, collector.http);
 
     let grpc_provider = provider(Protocol::Grpc, grpc);
     let grpc_trace = emit(&grpc_provider, "grpc");
@@ -175,12 +74,11 @@ fn collector_receives_grpc_and_http_refuses_garbage_and_stops_on_sigterm() {
     let http_provider = provider(Protocol::HttpProtobuf, http);
     let http_trace = emit(&http_provider, "http");
     http_provider.shutdown().unwrap();
-    wait_for_spans(&out, 4);
+    wait_for_spans(&out, 4, WAIT);
 
-    let pid = running.0.id().to_string();
-    let kill = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    assert!(kill.success());
-    let status = wait_for_exit(&mut running);
+    send_signal(&collector.process.0, "TERM");
+    let status =
+        wait_for_exit(&mut collector.process.0, WAIT).expect("the collector exits after SIGTERM");
     assert!(status.success(), "collector exit status {status}");
 
     // Complete: every line whole, newline-terminated, one per request.

@@ -1,12 +1,11 @@
 //! `dspans demo`, the main job, as a user runs it: on SQLite and on a real
 //! ZooKeeper, it must finish with complete traces and write its report.
 
-#[path = "../../store/tests/common/mod.rs"]
-mod store_common;
+mod support;
 
 use std::process::Command;
 
-const DSPANS: &str = env!("CARGO_BIN_EXE_dspans");
+use support::{ZkServer, DSPANS};
 
 fn run_demo(extra: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
@@ -65,6 +64,6 @@ fn demo_on_sqlite() {
 
 #[test]
 fn demo_on_zookeeper() {
-    let zk = store_common::ZkServer::start();
+    let zk = ZkServer::start();
     run_demo(&["--backend", "zookeeper", "--zk", &zk.hosts]);
 }

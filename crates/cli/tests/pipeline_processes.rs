@@ -2,43 +2,24 @@
 //! `executor`, `merger`, `enqueue`, `status`) on SQLite and on a real
 //! ZooKeeper, exporting to a real OTLP receiver in the test.
 
-#[path = "../../store/tests/common/mod.rs"]
-mod store_common;
+mod support;
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use dspans_otlp::proto::trace::v1::Span;
-use dspans_otlp::receiver::{MemorySink, Receiver, RunningReceiver};
-use store_common::ZkServer;
+use support::{attr, wait_for, Backend, Components, Scenario, TestReceiver};
 
-const DSPANS: &str = env!("CARGO_BIN_EXE_dspans");
 const DEADLINE: Duration = Duration::from_secs(90);
 
-#[derive(Clone, Copy, Debug)]
-enum Backend {
-    Sqlite,
-    Zookeeper,
-}
-
-/// The tests of this file run one at a time: each starts half a dozen
-/// processes (and ZooKeeper), more than two cores run side by side.
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// One test's world: a config file, a receiver, maybe a ZooKeeper server,
-/// and the component processes (killed when dropped).
-struct World {
-    dir: tempfile::TempDir,
-    config: PathBuf,
-    runtime: tokio::runtime::Runtime,
-    receiver: Option<RunningReceiver>,
-    sink: MemorySink,
-    children: Vec<(String, Child)>,
-    _zk: Option<ZkServer>,
-    _turn: std::sync::MutexGuard<'static, ()>,
-}
+/// One test's world: the component processes (killed when dropped) and
+/// their config, maybe a ZooKeeper server, and beside them the receiver
+/// they export to. The tests of this file run one at a time: each starts
+/// half a dozen processes (and ZooKeeper), more than two cores run side by
+/// side.
+type World = Scenario<TestReceiver>;
 
 impl World {
     fn new(backend: Backend, manager: &str, unit: &str, repo: Option<&Path>) -> World {
@@ -52,34 +33,13 @@ impl World {
         repo: Option<&Path>,
         session_ms: u64,
     ) -> World {
-        let turn = ONE_AT_A_TIME
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let dir = tempfile::tempdir().unwrap();
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        let sink = MemorySink::new();
-        let receiver = runtime
-            .block_on(
-                Receiver::builder()
-                    .grpc("127.0.0.1:0".parse().unwrap())
-                    .start(sink.clone()),
-            )
-            .unwrap();
-        let (store, zk) = match backend {
-            Backend::Sqlite => (
-                format!("backend = \"sqlite\"\npath = \"{}/state/dspans.db\"\nsession_timeout_ms = {session_ms}", dir.path().display()),
-                None,
-            ),
-            Backend::Zookeeper => {
-                let zk = ZkServer::start();
-                (format!("backend = \"zookeeper\"\nhosts = \"{}\"\nsession_timeout_ms = {}", zk.hosts, session_ms.max(4000)), Some(zk))
-            }
-        };
+        let receiver = TestReceiver::start();
         let repo = repo
             .map(|r| format!("repo = \"{}\"\n", r.display()))
             .unwrap_or_default();
-        let text = format!(
-            r#"[store]
+        let procs = Components::start(backend, session_ms, session_ms.max(4000), |store| {
+            format!(
+                r#"[store]
 {store}
 
 [tracing]
@@ -105,160 +65,32 @@ run = "true"
 name = "org/project"
 {repo}gate = ["unit", "lint"]
 "#,
-            endpoint = receiver.grpc_endpoint().unwrap(),
-        );
-        let config = dir.path().join("dspans.toml");
-        std::fs::write(&config, text).unwrap();
-        World {
-            dir,
-            config,
-            runtime,
-            receiver: Some(receiver),
-            sink,
-            children: Vec::new(),
-            _zk: zk,
-            _turn: turn,
+                endpoint = receiver.endpoint(),
+            )
+        });
+        Scenario {
+            side: receiver,
+            procs,
         }
     }
 
-    fn spawn(&mut self, kind: &str, name: &str) {
-        let log = std::fs::File::create(self.dir.path().join(format!("{name}.log"))).unwrap();
-        let child = Command::new(DSPANS)
-            .args([
-                kind,
-                "--config",
-                self.config.to_str().unwrap(),
-                "--name",
-                name,
-            ])
-            .env("RUST_LOG", "info")
-            .env("DSPANS_TEST_MARKERS", self.dir.path())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.children.push((name.to_string(), child));
-    }
-
-    fn kill(&mut self, name: &str) {
-        let (_, child) = self.children.iter_mut().find(|(n, _)| n == name).unwrap();
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
-    }
-
-    fn dspans(&self, args: &[&str]) -> std::process::Output {
-        Command::new(DSPANS)
-            .args(args)
-            .args(["--config", self.config.to_str().unwrap()])
-            .output()
-            .unwrap()
-    }
-
-    fn enqueue(&self, change: u64) {
-        let n = change.to_string();
-        let out = self.dspans(&[
-            "enqueue",
-            "--pipeline",
-            "gate",
-            "--project",
-            "org/project",
-            "--change",
-            &n,
-        ]);
-        assert!(
-            out.status.success(),
-            "enqueue: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
     fn wait_idle(&self) {
-        let secs = DEADLINE.as_secs().to_string();
-        let out = self.dspans(&["status", "--wait-idle", &secs]);
-        assert!(
-            out.status.success(),
-            "not idle: {}\n{}\nlogs:\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr),
-            self.logs()
-        );
+        self.procs.wait_idle(DEADLINE.as_secs());
     }
 
     /// Waits until `cond` holds for the receiver's spans.
     fn spans_until(&self, what: &str, cond: impl Fn(&[Span]) -> bool) -> Vec<Span> {
-        let started = Instant::now();
-        loop {
-            let spans = self.sink.spans();
-            if cond(&spans) {
-                return spans;
-            }
-            assert!(
-                started.elapsed() < DEADLINE,
-                "timed out waiting for {what}\nlogs:\n{}",
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.side.spans_until(what, DEADLINE, || self.logs(), cond)
     }
 
+    /// Waits for a marker file named `prefix…` in the directory.
     fn wait_for_file(&self, prefix: &str) {
-        let started = Instant::now();
-        loop {
-            let found = std::fs::read_dir(self.dir.path())
-                .unwrap()
-                .flatten()
-                .any(|e| e.file_name().to_string_lossy().starts_with(prefix));
-            if found {
-                return;
-            }
-            assert!(
-                started.elapsed() < DEADLINE,
-                "no {prefix}* file appeared\nlogs:\n{}",
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn reports(&self) -> Vec<serde_json::Value> {
-        let out = self.dspans(&["store", "ls", "/dspans/pipelines/gate/reports"]);
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(|name| {
-                let out = self.dspans(&[
-                    "store",
-                    "get",
-                    &format!("/dspans/pipelines/gate/reports/{name}"),
-                ]);
-                serde_json::from_slice(&out.stdout).unwrap()
-            })
-            .collect()
-    }
-
-    fn logs(&self) -> String {
-        let mut text = String::new();
-        for (name, _) in &self.children {
-            let log = std::fs::read_to_string(self.dir.path().join(format!("{name}.log")))
-                .unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(40).collect();
-            text += &format!(
-                "--- {name}\n{}\n",
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            );
-        }
-        text
-    }
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        for (_, child) in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        if let Some(receiver) = self.receiver.take() {
-            let _ = self.runtime.block_on(receiver.shutdown());
-        }
+        wait_for(
+            &format!("a {prefix}* file"),
+            DEADLINE,
+            || self.logs(),
+            || (!self.files(|n| n.starts_with(prefix)).is_empty()).then_some(()),
+        );
     }
 }
 
@@ -308,17 +140,6 @@ fn assert_traces_whole(spans: &[Span]) {
             parent.name
         );
     }
-}
-
-fn attr(span: &Span, key: &str) -> Option<String> {
-    use dspans_otlp::proto::common::v1::any_value::Value;
-    span.attributes
-        .iter()
-        .find(|kv| kv.key == key)
-        .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
-            Value::StringValue(s) => Some(s.clone()),
-            other => Some(format!("{other:?}")),
-        })
 }
 
 fn gate_three_changes(backend: Backend) {
@@ -411,7 +232,7 @@ fn handover(backend: Backend) {
             "{name} in the item's trace"
         );
     }
-    let log_b = std::fs::read_to_string(world.dir.path().join("scheduler-b.log")).unwrap();
+    let log_b = world.log("scheduler-b");
     assert!(
         log_b.contains("reported"),
         "scheduler B reported the item:\n{log_b}"
@@ -613,8 +434,7 @@ fn restart_under_the_same_name(backend: Backend) {
     world.wait_for_file("building-");
     world.kill("scheduler-a");
     let restarted = Instant::now();
-    world.children.retain(|(name, _)| name != "scheduler-a");
-    world.spawn("scheduler", "scheduler-a");
+    world.respawn("scheduler-a");
     let out = world.dspans(&["status", "--wait-idle", "30"]);
     assert!(
         out.status.success(),
@@ -656,8 +476,7 @@ fn an_executor_restarted_under_its_name_retries_its_build_at_once() {
     world.enqueue(1);
     world.wait_for_file("running-");
     world.kill("executor-1");
-    world.children.retain(|(name, _)| name != "executor-1");
-    world.spawn("executor", "executor-1");
+    world.respawn("executor-1");
     let out = world.dspans(&["status", "--wait-idle", "30"]);
     assert!(
         out.status.success(),

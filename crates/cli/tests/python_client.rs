@@ -8,26 +8,24 @@
 //! parent relation, links, events, status, timing relative to the root, the
 //! instrumentation scope and the resource's `service.name`.
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant, SystemTime};
 
 use dspans_otlp::proto::collector::trace::v1::ExportTraceServiceRequest;
 use dspans_otlp::proto::common::v1::{any_value::Value as Any, AnyValue, KeyValue as ProtoKv};
 use dspans_otlp::receiver::spans_of;
-use dspans_otlp::{build_exporter, read_json_lines, ExportOptions, Protocol};
+use dspans_otlp::Protocol;
 use opentelemetry::trace::{
     Link, Span as _, SpanKind, Status, TraceContextExt as _, Tracer as _, TracerProvider as _,
 };
 use opentelemetry::{Array, KeyValue, StringValue, Value};
-use opentelemetry_sdk::trace::SdkTracerProvider;
-use opentelemetry_sdk::Resource;
+use support::{exporting_provider, wait_for_spans, Collector};
 
-const DSPANS: &str = env!("CARGO_BIN_EXE_dspans");
 const CLIENT: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/data/otel_python_client.py"
@@ -40,79 +38,6 @@ const REQUIREMENTS: [&str; 2] = [
 /// Generous bound for things that normally take milliseconds.
 const WAIT: Duration = Duration::from_secs(30);
 const SPANS_PER_SENDER: usize = 4;
-
-/// Kills the collector if the test fails before it is done.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-/// Starts `dspans collector` on free ports; returns it with its gRPC and
-/// HTTP addresses as announced on stdout.
-fn start_collector(out: &Path) -> (Running, SocketAddr, SocketAddr) {
-    let mut child = Command::new(DSPANS)
-        .args([
-            "collector",
-            "--grpc",
-            "127.0.0.1:0",
-            "--http",
-            "127.0.0.1:0",
-            "--out",
-        ])
-        .arg(out)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("dspans runs");
-    let stdout = child.stdout.take().unwrap();
-    let running = Running(child);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let (mut grpc, mut http) = (None, None);
-    let deadline = Instant::now() + WAIT;
-    while grpc.is_none() || http.is_none() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx
-            .recv_timeout(left)
-            .expect("the collector announces its addresses");
-        match line.split_once(' ') {
-            Some(("grpc", addr)) => grpc = Some(addr.parse().unwrap()),
-            Some(("http", addr)) => http = Some(addr.parse().unwrap()),
-            _ => panic!("unexpected announcement {line:?}"),
-        }
-    }
-    (running, grpc.unwrap(), http.unwrap())
-}
-
-fn wait_for_spans(out: &Path, n: usize) -> Vec<ExportTraceServiceRequest> {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let requests = read_json_lines(out).unwrap_or_default();
-        let got = spans_of(&requests).len();
-        if got >= n {
-            return requests;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{got} of {n} spans written by the deadline"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 fn describe(output: &Output) -> String {
     format!(
@@ -188,23 +113,13 @@ fn python_send(python: &Path, protocol: &str, endpoint: &str, sender: &str) {
 /// The project's exporter sends the trace the Python client sends (see
 /// tests/data/otel_python_client.py), spans exported as they end.
 fn rust_send(protocol: Protocol, addr: SocketAddr, sender: &str) {
-    let opts = ExportOptions {
-        enabled: true,
+    let provider = exporting_provider(
         protocol,
-        endpoint: Some(format!("http://{addr}")),
-        service_name: Some("shop".into()),
-        timeout: Some(10_000),
-        ..Default::default()
-    };
-    let provider = SdkTracerProvider::builder()
-        .with_resource(
-            Resource::builder()
-                .with_service_name(opts.service_name().to_string())
-                .with_attribute(KeyValue::new("test.sender", sender.to_string()))
-                .build(),
-        )
-        .with_simple_exporter(build_exporter(&opts).expect("exporter"))
-        .build();
+        addr,
+        "shop",
+        10_000,
+        vec![KeyValue::new("test.sender", sender.to_string())],
+    );
     let tracer = provider.tracer("shop-test");
     let t0 = SystemTime::now();
     let ms = |n: u64| t0 + Duration::from_millis(n);
@@ -412,7 +327,8 @@ fn collector_writes_the_same_spans_from_rust_and_python_over_grpc_and_http() {
 
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("traces.jsonl");
-    let (_running, grpc, http) = start_collector(&out);
+    let collector = Collector::start_anywhere(&out);
+    let (grpc, http) = (collector.grpc, collector.http);
 
     rust_send(Protocol::Grpc, grpc, "rust-grpc");
     rust_send(Protocol::HttpProtobuf, http, "rust-http");
@@ -423,7 +339,7 @@ fn collector_writes_the_same_spans_from_rust_and_python_over_grpc_and_http() {
         &format!("http://{http}/v1/traces"),
         "python-http",
     );
-    let requests = wait_for_spans(&out, 4 * SPANS_PER_SENDER);
+    let requests = wait_for_spans(&out, 4 * SPANS_PER_SENDER, WAIT);
     let text = std::fs::read_to_string(&out).unwrap();
     assert_eq!(
         spans_of(&requests).len(),

@@ -11,24 +11,23 @@
 //! attributes, links), a second click closes them and Enter opens them.
 //! Another test proves the checks catch a script error in the page.
 
+mod support;
+
 use std::collections::BTreeSet;
-use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dspans_otlp::receiver::spans_of;
-use dspans_otlp::{build_exporter, read_json_lines, ExportOptions, Protocol};
+use dspans_otlp::{read_json_lines, Protocol};
 use opentelemetry::trace::{
     Link, Span as _, SpanContext, TraceContextExt as _, Tracer as _, TracerProvider as _,
 };
 use opentelemetry::KeyValue;
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use opentelemetry_sdk::Resource;
+use support::{exporting_provider, wait_for_exit, wait_for_spans, Collector, Running, DSPANS};
 
-const DSPANS: &str = env!("CARGO_BIN_EXE_dspans");
 const CHROMIUM: &str = "/usr/bin/chromium";
 /// Generous bound for things that normally take milliseconds.
 const WAIT: Duration = Duration::from_secs(30);
@@ -37,80 +36,8 @@ const BROWSER_WAIT: Duration = Duration::from_secs(90);
 /// An attribute value that must stay text in the page.
 const MARKUP: &str = "<b onclick=\"x()\">'quoted' & \"double\"</b>";
 
-/// Kills a child process if the test fails before it is done.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-/// Starts `dspans collector` on free ports; returns it with its gRPC and
-/// HTTP addresses as announced on stdout.
-fn start_collector(out: &Path) -> (Running, SocketAddr, SocketAddr) {
-    let mut child = Command::new(DSPANS)
-        .args([
-            "collector",
-            "--grpc",
-            "127.0.0.1:0",
-            "--http",
-            "127.0.0.1:0",
-            "--out",
-        ])
-        .arg(out)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("dspans runs");
-    let stdout = child.stdout.take().unwrap();
-    let running = Running(child);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let (mut grpc, mut http) = (None, None);
-    let deadline = Instant::now() + WAIT;
-    while grpc.is_none() || http.is_none() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx
-            .recv_timeout(left)
-            .expect("the collector announces its addresses");
-        match line.split_once(' ') {
-            Some(("grpc", addr)) => grpc = Some(addr.parse().unwrap()),
-            Some(("http", addr)) => http = Some(addr.parse().unwrap()),
-            _ => panic!("unexpected announcement {line:?}"),
-        }
-    }
-    (running, grpc.unwrap(), http.unwrap())
-}
-
 fn provider(protocol: Protocol, addr: SocketAddr, service: &str) -> SdkTracerProvider {
-    let opts = ExportOptions {
-        enabled: true,
-        protocol,
-        endpoint: Some(format!("http://{addr}")),
-        service_name: Some(service.into()),
-        timeout: Some(10_000),
-        ..Default::default()
-    };
-    SdkTracerProvider::builder()
-        .with_resource(
-            Resource::builder()
-                .with_service_name(opts.service_name().to_string())
-                .build(),
-        )
-        .with_simple_exporter(build_exporter(&opts).expect("exporter"))
-        .build()
+    exporting_provider(protocol, addr, service, 10_000, Vec::new())
 }
 
 /// One trace of four spans: a root with two children, the second linked to
@@ -149,36 +76,20 @@ fn emit(provider: &SdkTracerProvider, other: Option<SpanContext>) -> SpanContext
     root_context
 }
 
-fn wait_for_spans(out: &Path, n: usize) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let got = read_json_lines(out)
-            .map(|r| spans_of(&r).len())
-            .unwrap_or(0);
-        if got >= n {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{got} of {n} spans written by the deadline"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// Collects two traces (gRPC and HTTP) into `dir/traces.jsonl`, renders
 /// `dir/report.html`; returns the report and every span as
 /// `trace id/span id` (hex).
 fn traces_and_report(dir: &Path) -> (PathBuf, BTreeSet<String>) {
     let out = dir.join("traces.jsonl");
-    let (_running, grpc, http) = start_collector(&out);
+    let collector = Collector::start_anywhere(&out);
+    let (grpc, http) = (collector.grpc, collector.http);
     let grpc_provider = provider(Protocol::Grpc, grpc, "shop-grpc");
     let first = emit(&grpc_provider, None);
     grpc_provider.shutdown().unwrap();
     let http_provider = provider(Protocol::HttpProtobuf, http, "shop-http");
     emit(&http_provider, Some(first));
     http_provider.shutdown().unwrap();
-    wait_for_spans(&out, 8);
+    wait_for_spans(&out, 8, WAIT);
 
     let spans: BTreeSet<String> = spans_of(&read_json_lines(&out).unwrap())
         .iter()
@@ -265,18 +176,12 @@ fn chromium(page: &Path) -> Browser {
             panic!("cannot run {CHROMIUM} ({e}); run `apt-get install -y chromium` (as root)")
         });
     let mut running = Running(child);
-    let deadline = Instant::now() + BROWSER_WAIT;
-    let status = loop {
-        if let Some(status) = running.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
+    let status = wait_for_exit(&mut running.0, BROWSER_WAIT).unwrap_or_else(|| {
+        panic!(
             "chromium did not finish within {BROWSER_WAIT:?}; stderr:\n{}",
             std::fs::read_to_string(&stderr).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+        )
+    });
     let dom = std::fs::read_to_string(&stdout).unwrap();
     let stderr = std::fs::read_to_string(&stderr).unwrap();
     assert!(

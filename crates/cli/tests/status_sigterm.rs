@@ -4,19 +4,14 @@
 //! Components run as OS processes exporting to a real OTLP receiver, on
 //! SQLite and on a real ZooKeeper.
 
-#[path = "../../store/tests/common/mod.rs"]
-mod store_common;
+mod support;
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dspans_otlp::proto::trace::v1::{status::StatusCode, Span};
-use dspans_otlp::receiver::{MemorySink, Receiver, RunningReceiver};
 use serde_json::Value;
-use store_common::ZkServer;
+use support::{send_signal, wait_for, wait_for_exit, Backend, Components, Scenario, TestReceiver};
 
-const DSPANS: &str = env!("CARGO_BIN_EXE_dspans");
 const DEADLINE: Duration = Duration::from_secs(60);
 /// What a component may take to stop after SIGTERM.
 const STOP_LIMIT: Duration = Duration::from_secs(10);
@@ -24,67 +19,20 @@ const STOP_LIMIT: Duration = Duration::from_secs(10);
 /// make the takeover assertions fail.
 const SESSION_MS: u64 = 60_000;
 
-#[derive(Clone, Copy, Debug)]
-enum Backend {
-    Sqlite,
-    Zookeeper,
-}
-
-/// One test at a time: each starts several processes (and ZooKeeper).
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// A config, a receiver, maybe ZooKeeper, and the component processes
-/// (killed when dropped).
-struct World {
-    dir: tempfile::TempDir,
-    config: PathBuf,
-    runtime: tokio::runtime::Runtime,
-    receiver: Option<RunningReceiver>,
-    sink: MemorySink,
-    children: Vec<(String, Child)>,
-    _zk: Option<ZkServer>,
-    _turn: std::sync::MutexGuard<'static, ()>,
-}
+/// The component processes (killed when dropped) and their config, maybe
+/// ZooKeeper, and beside them the receiver they export to. One test at a
+/// time: each starts several processes (and ZooKeeper).
+type World = Scenario<TestReceiver>;
 
 impl World {
     /// Job `unit` marks its start with a `running-<build>` file, then
     /// waits for a `release` file; job `lint` succeeds at once.
     fn new(backend: Backend) -> World {
-        let turn = ONE_AT_A_TIME
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let dir = tempfile::tempdir().unwrap();
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        let sink = MemorySink::new();
-        let receiver = runtime
-            .block_on(
-                Receiver::builder()
-                    .grpc("127.0.0.1:0".parse().unwrap())
-                    .start(sink.clone()),
-            )
-            .unwrap();
-        let (store, zk) = match backend {
-            Backend::Sqlite => (
-                format!(
-                    "backend = \"sqlite\"\npath = \"{}/state/dspans.db\"\nsession_timeout_ms = {SESSION_MS}",
-                    dir.path().display()
-                ),
-                None,
-            ),
-            Backend::Zookeeper => {
-                let zk = ZkServer::start();
-                (
-                    format!(
-                        "backend = \"zookeeper\"\nhosts = \"{}\"\nsession_timeout_ms = {SESSION_MS}",
-                        zk.hosts
-                    ),
-                    Some(zk),
-                )
-            }
-        };
+        let receiver = TestReceiver::start();
         let unit = r#"touch "$DSPANS_TEST_MARKERS/running-$DSPANS_BUILD-$PPID"; while [ ! -e "$DSPANS_TEST_MARKERS/release" ]; do sleep 0.05; done"#;
-        let text = format!(
-            r#"[store]
+        let procs = Components::start(backend, SESSION_MS, SESSION_MS, |store| {
+            format!(
+                r#"[store]
 {store}
 
 [tracing]
@@ -110,91 +58,33 @@ run = "true"
 name = "org/project"
 gate = ["unit", "lint"]
 "#,
-            endpoint = receiver.grpc_endpoint().unwrap(),
-        );
-        let config = dir.path().join("dspans.toml");
-        std::fs::write(&config, text).unwrap();
-        World {
-            dir,
-            config,
-            runtime,
-            receiver: Some(receiver),
-            sink,
-            children: Vec::new(),
-            _zk: zk,
-            _turn: turn,
+                endpoint = receiver.endpoint(),
+            )
+        });
+        Scenario {
+            side: receiver,
+            procs,
         }
-    }
-
-    fn spawn(&mut self, kind: &str, name: &str) {
-        let log = std::fs::File::create(self.dir.path().join(format!("{name}.log"))).unwrap();
-        let child = Command::new(DSPANS)
-            .args([kind, "--config", self.config.to_str().unwrap()])
-            .args(["--name", name])
-            .env("RUST_LOG", "info")
-            .env("DSPANS_TEST_MARKERS", self.dir.path())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.children.push((name.to_string(), child));
     }
 
     /// Sends SIGTERM to `name`; asserts it exits with status 0 within
     /// [`STOP_LIMIT`]; returns how long it took.
     fn terminate(&mut self, name: &str) -> Duration {
         let logs = self.logs();
-        let (_, child) = self.children.iter_mut().find(|(n, _)| n == name).unwrap();
-        let status = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill -TERM {name}");
+        let child = self.child(name);
+        send_signal(child, "TERM");
         let sent = Instant::now();
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                let took = sent.elapsed();
-                assert!(status.success(), "{name} exited with {status}\n{logs}");
-                assert!(took < STOP_LIMIT, "{name} took {took:?} to stop");
-                eprintln!("{name} stopped {took:?} after SIGTERM");
-                return took;
-            }
-            if sent.elapsed() > STOP_LIMIT {
-                panic!(
-                    "{name} still running {STOP_LIMIT:?} after SIGTERM\n{}",
-                    self.logs()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn dspans(&self, args: &[&str]) -> std::process::Output {
-        Command::new(DSPANS)
-            .args(args)
-            .args(["--config", self.config.to_str().unwrap()])
-            .output()
-            .unwrap()
-    }
-
-    fn enqueue(&self, change: u64) {
-        let n = change.to_string();
-        let out = self.dspans(&[
-            "enqueue",
-            "--pipeline",
-            "gate",
-            "--project",
-            "org/project",
-            "--change",
-            &n,
-        ]);
-        assert!(out.status.success(), "enqueue: {out:?}");
-    }
-
-    fn status_json(&self) -> Value {
-        let out = self.dspans(&["status", "--json"]);
-        assert!(out.status.success(), "status: {out:?}");
-        serde_json::from_slice(&out.stdout).unwrap()
+        let Some(status) = wait_for_exit(child, STOP_LIMIT) else {
+            panic!(
+                "{name} still running {STOP_LIMIT:?} after SIGTERM\n{}",
+                self.logs()
+            );
+        };
+        let took = sent.elapsed();
+        assert!(status.success(), "{name} exited with {status}\n{logs}");
+        assert!(took < STOP_LIMIT, "{name} took {took:?} to stop");
+        eprintln!("{name} stopped {took:?} after SIGTERM");
+        took
     }
 
     fn status_text(&self) -> String {
@@ -203,50 +93,36 @@ gate = ["unit", "lint"]
         String::from_utf8(out.stdout).unwrap()
     }
 
-    /// The `unit` build of the only queued item, once `cond` holds for it.
     /// The only queued item and its `unit` build, once `cond` holds for it.
     fn unit_build_until(&self, what: &str, cond: impl Fn(&Value) -> bool) -> (Value, Value) {
-        let started = Instant::now();
-        loop {
-            let status = self.status_json();
-            let item = &status["pipelines"][0]["items"][0];
-            if let Some(build) = item["builds"]
-                .as_array()
-                .and_then(|builds| builds.iter().find(|b| b["job"] == "unit"))
-            {
-                if cond(build) {
-                    return (item.clone(), build.clone());
-                }
-            }
-            assert!(
-                started.elapsed() < DEADLINE,
-                "status never showed {what}: {status}\n{}",
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_for(
+            &format!("status showing {what}"),
+            DEADLINE,
+            || format!("{}\n{}", self.status(), self.logs()),
+            || {
+                let status = self.status();
+                let item = &status["pipelines"][0]["items"][0];
+                let build = item["builds"]
+                    .as_array()
+                    .and_then(|builds| builds.iter().find(|b| b["job"] == "unit"))?;
+                cond(build).then(|| (item.clone(), build.clone()))
+            },
+        )
     }
 
     /// Waits for a `running-<build>-<pid>` marker other than `except`;
     /// returns its name.
     fn wait_for_run(&self, except: Option<&str>) -> String {
-        let started = Instant::now();
-        loop {
-            let found = std::fs::read_dir(self.dir.path())
-                .unwrap()
-                .flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .find(|n| n.starts_with("running-") && Some(n.as_str()) != except);
-            if let Some(name) = found {
-                return name;
-            }
-            assert!(
-                started.elapsed() < DEADLINE,
-                "the unit job never started\n{}",
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for(
+            "the unit job started",
+            DEADLINE,
+            || self.logs(),
+            || {
+                self.files(|n| n.starts_with("running-") && Some(n) != except)
+                    .into_iter()
+                    .next()
+            },
+        )
     }
 
     /// The holder of the gate pipeline's lock, if anyone holds it.
@@ -258,65 +134,11 @@ gate = ["unit", "lint"]
     }
 
     fn wait_until(&self, what: &str, limit: Duration, cond: impl Fn() -> bool) {
-        let started = Instant::now();
-        while !cond() {
-            assert!(
-                started.elapsed() < limit,
-                "not within {limit:?}: {what}\n{}",
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn reports(&self) -> Vec<Value> {
-        let out = self.dspans(&["store", "ls", "/dspans/pipelines/gate/reports"]);
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(|name| {
-                let path = format!("/dspans/pipelines/gate/reports/{name}");
-                serde_json::from_slice(&self.dspans(&["store", "get", &path]).stdout).unwrap()
-            })
-            .collect()
+        wait_for(what, limit, || self.logs(), || cond().then_some(()));
     }
 
     fn spans_until(&self, what: &str, cond: impl Fn(&[Span]) -> bool) -> Vec<Span> {
-        let started = Instant::now();
-        loop {
-            let spans = self.sink.spans();
-            if cond(&spans) {
-                return spans;
-            }
-            assert!(started.elapsed() < DEADLINE, "no {what}\n{}", self.logs());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn log(&self, name: &str) -> String {
-        std::fs::read_to_string(self.dir.path().join(format!("{name}.log"))).unwrap_or_default()
-    }
-
-    fn logs(&self) -> String {
-        let mut text = String::new();
-        for (name, _) in &self.children {
-            let log = self.log(name);
-            let tail: Vec<&str> = log.lines().rev().take(30).collect();
-            let tail: Vec<&str> = tail.into_iter().rev().collect();
-            text += &format!("--- {name}\n{}\n", tail.join("\n"));
-        }
-        text
-    }
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        for (_, child) in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        if let Some(receiver) = self.receiver.take() {
-            let _ = self.runtime.block_on(receiver.shutdown());
-        }
+        self.side.spans_until(what, DEADLINE, || self.logs(), cond)
     }
 }
 
@@ -424,9 +246,8 @@ fn status_and_sigterm(backend: Backend) {
         b["state"] == "running" && b["executor"] == "executor-2"
     });
     assert_eq!(unit["uuid"], build.as_str());
-    std::fs::write(world.dir.path().join("release"), "").unwrap();
-    let out = world.dspans(&["status", "--wait-idle", "30"]);
-    assert!(out.status.success(), "not idle: {out:?}\n{}", world.logs());
+    std::fs::write(world.path().join("release"), "").unwrap();
+    world.wait_idle(30);
     let reports = world.reports();
     assert_eq!(reports.len(), 1);
     assert_eq!(reports[0]["result"], "SUCCESS");
