@@ -180,6 +180,7 @@ impl OutboxExporter {
         let mut retry_at: Option<Instant> = None;
         let mut next_sweep = Instant::now();
         let mut next_orphans = opts.orphan_interval.map(|i| Instant::now() + i);
+        let mut undeleted: Vec<String> = Vec::new();
         if let Err(error) = self.free_predecessor_claims().await {
             tracing::warn!(%error, "cannot look for claims of a previous run");
         }
@@ -190,6 +191,7 @@ impl OutboxExporter {
                 self.take_queued(&mut pending, &mut first_pending_at);
             }
             if healthy && now >= next_sweep {
+                self.retry_deletions(&mut undeleted).await;
                 if pending.len() < opts.max_batch {
                     let was_empty = pending.is_empty();
                     if let Err(error) = self.sweep(&mut pending).await {
@@ -223,7 +225,7 @@ impl OutboxExporter {
             if due {
                 match self.send(&pending).await {
                     Ok(()) => {
-                        self.delete_sent(&pending).await;
+                        self.delete_sent(&pending, &mut undeleted).await;
                         pending.clear();
                         backoff = opts.min_backoff;
                         retry_at = None;
@@ -264,7 +266,7 @@ impl OutboxExporter {
                 _ = tokio::time::sleep_until(wake) => {}
             }
         }
-        self.drain(pending).await;
+        self.drain(pending, undeleted).await;
     }
 
     /// Frees the claims that a dead process of the same name left: its
@@ -309,7 +311,7 @@ impl OutboxExporter {
         }
     }
 
-    async fn drain(mut self, mut pending: Vec<Pending>) {
+    async fn drain(mut self, mut pending: Vec<Pending>, mut undeleted: Vec<String>) {
         let deadline = Instant::now() + self.options.drain_timeout;
         let mut dummy = Instant::now();
         loop {
@@ -320,7 +322,7 @@ impl OutboxExporter {
             let sent = tokio::time::timeout_at(deadline, self.send(&pending)).await;
             match sent {
                 Ok(Ok(())) => {
-                    self.delete_sent(&pending).await;
+                    self.delete_sent(&pending, &mut undeleted).await;
                     pending.clear();
                 }
                 Ok(Err(error)) => {
@@ -351,6 +353,13 @@ impl OutboxExporter {
         for p in &pending {
             self.ledger.release_claim(&p.key).await;
         }
+        self.retry_deletions(&mut undeleted).await;
+        if !undeleted.is_empty() {
+            tracing::warn!(
+                spans = undeleted.len(),
+                "exported outbox entries left undeleted: they will be sent again"
+            );
+        }
         let _ = self.exporter.shutdown();
     }
 
@@ -363,14 +372,15 @@ impl OutboxExporter {
     }
 
     /// Deletes the entries (and claims) of spans the collector accepted.
-    async fn delete_sent(&self, pending: &[Pending]) {
-        let store = self.ledger.store();
-        let paths = self.ledger.paths();
+    /// Keys whose entry could not be deleted stay claimed and go to
+    /// `undeleted`, to be tried again: an unclaimed entry would be sent again.
+    async fn delete_sent(&self, pending: &[Pending], undeleted: &mut Vec<String>) {
         self.stats
             .exported
             .fetch_add(pending.len() as u64, Ordering::Relaxed);
         // 100 spans per multi-operation keeps each one small.
         for chunk in pending.chunks(100) {
+            let paths = self.ledger.paths();
             let ops: Vec<Op> = chunk
                 .iter()
                 .flat_map(|p| {
@@ -380,18 +390,41 @@ impl OutboxExporter {
                     ]
                 })
                 .collect();
-            if store.multi(&ops).await.is_ok() {
+            if self.ledger.store().multi(&ops).await.is_ok() {
                 continue;
             }
-            // One of them is gone already (a claim lost with a session):
-            // delete one by one.
-            for op in ops {
-                match store.delete(op.path(), None).await {
-                    Ok(()) | Err(StoreError::NoNode { .. }) => {}
-                    Err(error) => {
-                        tracing::warn!(%error, path = %op.path(), "exported outbox entry not deleted (will be sent again)");
-                    }
+            // One of them is gone already (a claim lost with a session), or
+            // the store failed: one by one.
+            for p in chunk {
+                if !self.delete_entry(&p.key).await {
+                    undeleted.push(p.key.clone());
                 }
+            }
+        }
+    }
+
+    /// Deletes an exported entry, then its claim; false (claim kept) when
+    /// the entry could not be deleted.
+    async fn delete_entry(&self, key: &str) -> bool {
+        let path = self.ledger.paths().outbox(key);
+        match self.ledger.store().delete(&path, None).await {
+            Ok(()) | Err(StoreError::NoNode { .. }) => {
+                self.ledger.release_claim(key).await;
+                true
+            }
+            Err(error) => {
+                tracing::warn!(%error, %path, "exported outbox entry not deleted yet; will try again");
+                false
+            }
+        }
+    }
+
+    /// Tries again to delete entries whose deletion failed.
+    async fn retry_deletions(&self, undeleted: &mut Vec<String>) {
+        let keys = std::mem::take(undeleted);
+        for key in keys {
+            if !self.delete_entry(&key).await {
+                undeleted.push(key);
             }
         }
     }
