@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use clap::Args;
 use dspans_ledger::{ExporterOptions, Ledger, OutboxExporter};
-use dspans_otlp::build_exporter;
+use dspans_otlp::{build_exporter, RetryingExporter};
 use dspans_pipeline::executor::Executor;
 use dspans_pipeline::merger::Merger;
 use dspans_pipeline::model::ChangeRef;
@@ -123,9 +123,13 @@ pub(crate) fn tracer(config: &Config, kind: Kind, instance: &str) -> anyhow::Res
     }
     let exporter = build_exporter(&config.tracing)
         .with_context(|| format!("{}: cannot set up span export", kind.as_str()))?;
+    // A collector away for up to a few minutes loses none of these either:
+    // the batch waits (and new spans queue, up to 8,192) until it is back.
+    let exporter = RetryingExporter::new(exporter, ORDINARY_SPANS_RETRY);
     // Sent within half a second, so a trace fills in while one watches.
     let batch = BatchConfigBuilder::default()
         .with_scheduled_delay(Duration::from_millis(500))
+        .with_max_queue_size(8_192)
         .build();
     let processor = BatchSpanProcessor::builder(exporter)
         .with_batch_config(batch)
@@ -156,6 +160,9 @@ pub(crate) fn outbox(
     let outbox = OutboxExporter::new(&ledger, exporter, tracer, instance, options);
     Ok((ledger, Some(outbox)))
 }
+
+/// How long ordinary spans are retried while the collector is away.
+const ORDINARY_SPANS_RETRY: Duration = Duration::from_secs(300);
 
 /// How often schedulers look for open spans whose owner is gone.
 const ORPHAN_SWEEP_INTERVAL: Duration = Duration::from_secs(5);
@@ -287,7 +294,11 @@ pub async fn run_enqueue(args: EnqueueArgs) -> anyhow::Result<()> {
         branch,
     };
     let id = enqueue(&store, &Layout::default(), &tracer, &args.pipeline, change).await?;
-    let _ = tracer.force_flush();
+    // Sent now if the collector answers; the event is written either way,
+    // so a collector that is away does not hold the command up.
+    let _ = tracer
+        .provider()
+        .shutdown_with_timeout(Duration::from_secs(2));
     let _ = store.close().await;
     println!("{id}");
     Ok(())

@@ -40,6 +40,7 @@ mod jsonl;
 mod options;
 mod parse;
 pub mod receiver;
+mod retry;
 mod tls;
 pub mod view;
 
@@ -52,6 +53,7 @@ pub use options::{
     Compression, ExportOptions, OptionsError, Protocol, DEFAULT_GRPC_ENDPOINT,
     DEFAULT_HTTP_ENDPOINT, DEFAULT_SERVICE_NAME, DEFAULT_TIMEOUT_MS, ENV_VARS, TRACES_PATH,
 };
+pub use retry::RetryingExporter;
 
 /// The OTLP protobuf types (`opentelemetry-proto`), re-exported so users
 /// need not depend on it to read requests.
