@@ -355,6 +355,59 @@ async fn a_full_outbox_drops_and_counts(backend: Backend) {
     stop(task, stop_tx).await;
 }
 
+/// Spans saved before the ledger was used have no open entry: they still
+/// end, once; a span already waiting in the outbox is not ended again, and
+/// the caller's own operations still go through.
+async fn spans_without_an_open_entry_and_repeated_ends(backend: Backend) {
+    let port = free_port();
+    let (sink, running) = receiver(port).await;
+    let store = backend.open().await;
+    let ledger = Ledger::new(store.clone(), format!("{ROOT}/spans"));
+    let tracer = tracer();
+    store
+        .create_all(&format!("{ROOT}/objects"), b"")
+        .await
+        .unwrap();
+    // An object written without the ledger.
+    let old = tracer
+        .start_saved_span("old", SavedSpanOptions::new())
+        .unwrap();
+    store
+        .create(
+            &owner_path(0),
+            old.to_json().as_bytes(),
+            CreateMode::Persistent,
+        )
+        .await
+        .unwrap();
+    assert!(end_owned(&ledger, &tracer, 0).await);
+    assert_eq!(ledger.outbox_len().await.unwrap(), 1);
+    // The same span ended again along with another change: the change is
+    // written, the span is not queued twice.
+    let mut ends = ledger.ends();
+    ends.push(tracer.finish_saved_span(Some(&old), EndOptions::new()));
+    ledger
+        .commit(
+            vec![Op::create(
+                owner_path(1),
+                b"other".to_vec(),
+                CreateMode::Persistent,
+            )],
+            ends,
+        )
+        .await
+        .unwrap();
+    assert!(store.exists(&owner_path(1)).await.unwrap().is_some());
+    assert_eq!(ledger.outbox_len().await.unwrap(), 1);
+    let (task, stop_tx) = spawn(exporter_to(port, &ledger, &tracer, "p1", fast()));
+    sink.wait_for_spans(1, DEADLINE).await.unwrap();
+    wait_outbox_empty(&ledger).await;
+    stop(task, stop_tx).await;
+    assert_eq!(sink.span_count(), 1);
+    assert_eq!(sink.spans()[0].name, "old");
+    running.shutdown().await.unwrap();
+}
+
 // ------------------------------------------------------------- the race
 
 const RACE_SPANS: usize = 1_000;
@@ -458,6 +511,7 @@ on_both!(
     an_absent_collector_loses_nothing,
     orphans_are_ended_once_with_an_error,
     a_full_outbox_drops_and_counts,
+    spans_without_an_open_entry_and_repeated_ends,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
