@@ -449,8 +449,11 @@ impl TestReceiver {
             .to_string()
     }
 
-    /// The spans received so far, once `cond` holds for them; panics after
-    /// `limit` with `what` and `context()`.
+    /// The spans received so far, once `cond` holds for them, each span id
+    /// counted once (an outbox entry is sent again after its exporter was
+    /// killed between the collector's answer and the entry's deletion);
+    /// returns everything received, repeats included. Panics after `limit`
+    /// with `what` and `context()`.
     pub fn spans_until(
         &self,
         what: &str,
@@ -460,7 +463,13 @@ impl TestReceiver {
     ) -> Vec<Span> {
         wait_for(what, limit, context, || {
             let spans = self.sink.spans();
-            cond(&spans).then_some(spans)
+            let mut seen = std::collections::HashSet::new();
+            let unique: Vec<Span> = spans
+                .iter()
+                .filter(|s| seen.insert((s.trace_id.clone(), s.span_id.clone())))
+                .cloned()
+                .collect();
+            cond(&unique).then_some(spans)
         })
     }
 }
