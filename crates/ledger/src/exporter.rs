@@ -190,6 +190,14 @@ impl OutboxExporter {
             if healthy {
                 self.take_queued(&mut pending, &mut first_pending_at);
             }
+            if !healthy && now >= next_sweep {
+                // While exports fail nothing is taken over, but the outbox is
+                // still counted, so its limit holds through an outage.
+                if let Err(error) = self.count_outbox().await {
+                    tracing::warn!(%error, "cannot count the outbox");
+                }
+                next_sweep = Instant::now() + opts.sweep_interval;
+            }
             if healthy && now >= next_sweep {
                 self.retry_deletions(&mut undeleted).await;
                 if pending.len() < opts.max_batch {
@@ -245,7 +253,7 @@ impl OutboxExporter {
             }
             let mut wake = next_sweep;
             if let Some(at) = retry_at {
-                wake = at;
+                wake = wake.min(at);
             } else if !pending.is_empty() {
                 wake = wake.min(first_pending_at + opts.batch_delay);
             }
@@ -427,6 +435,14 @@ impl OutboxExporter {
                 undeleted.push(key);
             }
         }
+    }
+
+    /// Updates the ledger's "full" state from the outbox's size.
+    async fn count_outbox(&self) -> Result<(), StoreError> {
+        let keys = self.ledger.keys(&self.ledger.paths().outbox_dir()).await?;
+        let limit = self.ledger.limits().max_outbox;
+        self.ledger.set_full(keys.len() >= limit, keys.len());
+        Ok(())
     }
 
     /// Lists the outbox, updates the ledger's "full" state, and claims

@@ -337,13 +337,21 @@ async fn a_full_outbox_drops_and_counts(backend: Backend) {
     let ledger = Ledger::with_limits(store.clone(), format!("{ROOT}/spans"), limits);
     let tracer = tracer();
     start_owned_spans(&ledger, &tracer, 5).await;
-    for i in 0..3 {
+    let exporter = exporter_to(port, &ledger, &tracer, "p1", fast());
+    let stats = exporter.stats();
+    let (task, stop_tx) = spawn(exporter);
+    assert!(end_owned(&ledger, &tracer, 0).await);
+    assert!(
+        wait_until(DEADLINE, || async { stats.failed_exports() >= 1 }).await,
+        "exports to a closed port should fail"
+    );
+    // The collector stays away; the outbox fills up to its limit.
+    for i in 1..3 {
         assert!(end_owned(&ledger, &tracer, i).await);
     }
-    let (task, stop_tx) = spawn(exporter_to(port, &ledger, &tracer, "p1", fast()));
     assert!(
         wait_until(DEADLINE, || async { ledger.is_full() }).await,
-        "a sweep should find the outbox full"
+        "the outbox should be found full during the outage"
     );
     assert!(
         end_owned(&ledger, &tracer, 3).await,
