@@ -55,13 +55,12 @@ impl fmt::Display for Location<'_> {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read config file {}: {source}", path.display())]
+    #[error("cannot read config file {}: {cause}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
+        /// The I/O error (in the message, so not chained a second time).
+        cause: std::io::Error,
     },
     /// The text is not valid TOML.
     #[error("{}: invalid TOML: {reason}", Location(file, position))]
@@ -126,7 +125,7 @@ impl ConfigError {
     /// The reason, without the location.
     pub fn reason(&self) -> String {
         match self {
-            ConfigError::Read { source, .. } => source.to_string(),
+            ConfigError::Read { cause, .. } => cause.to_string(),
             ConfigError::Syntax { reason, .. } | ConfigError::Invalid { reason, .. } => {
                 reason.clone()
             }

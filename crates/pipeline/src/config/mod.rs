@@ -158,9 +158,9 @@ impl Config {
     /// `config.tracing.apply_env(|k| std::env::var(k).ok())` afterwards.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
             path: path.to_path_buf(),
-            source,
+            cause,
         })?;
         let mut config = Config::parse(&text, Some(path))?;
         let base = match path.parent() {
