@@ -93,6 +93,18 @@ impl Claim {
     }
 }
 
+/// The stored form of a new request; `path` names it in errors.
+fn requested_record<T: Serialize + ?Sized>(request: &T, path: &str) -> Result<Vec<u8>> {
+    let request = serde_json::value::to_raw_value(request).map_err(|e| super::json_err(path, e))?;
+    let record = JobRecord {
+        state: JobState::Requested,
+        request,
+        worker: None,
+        result: Value::Null,
+    };
+    serde_json::to_vec(&record).map_err(|e| super::json_err(path, e))
+}
+
 /// A queue of job requests. Cheap to clone.
 ///
 /// ```no_run
@@ -152,15 +164,7 @@ impl JobQueue {
     pub async fn submit<T: Serialize + ?Sized>(&self, request: &T) -> Result<String> {
         self.ensure_layout().await?;
         let prefix = join_path(&self.requests(), "job-");
-        let request =
-            serde_json::value::to_raw_value(request).map_err(|e| super::json_err(&prefix, e))?;
-        let record = JobRecord {
-            state: JobState::Requested,
-            request,
-            worker: None,
-            result: Value::Null,
-        };
-        let data = serde_json::to_vec(&record).map_err(|e| super::json_err(&prefix, e))?;
+        let data = requested_record(request, &prefix)?;
         let path = self
             .store
             .create(&prefix, &data, CreateMode::PersistentSequential)
@@ -182,15 +186,7 @@ impl JobQueue {
         let unique = COUNTER.fetch_add(1, Ordering::Relaxed);
         let id = format!("job-{:x}x{unique:x}-{nanos:019}", std::process::id());
         let path = self.request_path(&id);
-        let request =
-            serde_json::value::to_raw_value(request).map_err(|e| super::json_err(&path, e))?;
-        let record = JobRecord {
-            state: JobState::Requested,
-            request,
-            worker: None,
-            result: Value::Null,
-        };
-        let data = serde_json::to_vec(&record).map_err(|e| super::json_err(&path, e))?;
+        let data = requested_record(request, &path)?;
         Ok((id, Op::create(path, data, CreateMode::Persistent)))
     }
 
