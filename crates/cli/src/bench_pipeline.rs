@@ -37,6 +37,9 @@ pub enum BackendArg {
 pub enum OnOff {
     On,
     Off,
+    /// Alternate runs with tracing off and on (`--pairs` of each) and
+    /// print their ratio.
+    Both,
 }
 
 /// Options of `dspans bench pipeline`.
@@ -48,9 +51,13 @@ pub struct BenchPipelineArgs {
     /// Items to push through an independent pipeline with one job (`true`).
     #[arg(long, default_value_t = 50)]
     pub items: u64,
-    /// Export spans (on) or not (off).
+    /// Export spans (on), not (off), or compare the two (both).
     #[arg(long, value_enum, default_value = "on")]
     pub tracing: OnOff,
+    /// With `--tracing both`: pairs of runs (one off, one on, in turns
+    /// off-on and on-off so that drift cancels out).
+    #[arg(long, default_value_t = 5)]
+    pub pairs: u32,
     /// ZooKeeper connection string.
     #[arg(long, default_value = "127.0.0.1:2181")]
     pub hosts: String,
@@ -75,13 +82,101 @@ fn config(store: StoreConfig) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-/// Runs the benchmark and prints one JSON line.
+/// Runs the benchmark and prints one JSON line per run; with `--tracing
+/// both`, a last line with the medians and the ratio of throughput with
+/// tracing on to throughput with it off, taken in this one invocation.
 pub async fn run(args: BenchPipelineArgs) -> anyhow::Result<()> {
     if args.items == 0 {
         bail!("--items must be at least 1");
     }
+    if args.tracing != OnOff::Both {
+        let result = run_once(&args, args.tracing == OnOff::On, 0).await?;
+        println!("{result}");
+        return Ok(());
+    }
+    if args.pairs == 0 {
+        bail!("--pairs must be at least 1");
+    }
+    let mut off = Vec::new();
+    let mut on = Vec::new();
+    let mut ratios = Vec::new();
+    for pair in 0..args.pairs {
+        let order = if pair % 2 == 0 {
+            [false, true]
+        } else {
+            [true, false]
+        };
+        let mut rates = [0.0; 2];
+        for tracing in order {
+            eprintln!(
+                "bench pipeline: pair {}/{}, tracing {}",
+                pair + 1,
+                args.pairs,
+                if tracing { "on" } else { "off" }
+            );
+            let result = run_once(&args, tracing, off.len() + on.len()).await?;
+            println!("{result}");
+            let rate = result["items_per_s"].as_f64().unwrap_or(0.0);
+            rates[usize::from(tracing)] = rate;
+            if tracing {
+                on.push(result);
+            } else {
+                off.push(result);
+            }
+        }
+        ratios.push(rates[1] / rates[0]);
+    }
+    let median_of = |runs: &[serde_json::Value], key: &str| {
+        median(runs.iter().filter_map(|r| r[key].as_f64()).collect())
+    };
+    let ratio = median(ratios.clone());
+    println!(
+        "{}",
+        serde_json::json!({
+            "backend": backend_name(args.backend),
+            "items": args.items,
+            "pairs": args.pairs,
+            "off_items_per_s_median": median_of(&off, "items_per_s"),
+            "on_items_per_s_median": median_of(&on, "items_per_s"),
+            "on_vs_off_median": (ratio * 1000.0).round() / 1000.0,
+            "on_vs_off_per_pair": ratios.iter().map(|r| (r * 1000.0).round() / 1000.0).collect::<Vec<_>>(),
+            "off_store_round_trips_per_item_median": median_of(&off, "store_round_trips_per_item"),
+            "on_store_round_trips_per_item_median": median_of(&on, "store_round_trips_per_item"),
+            "off_store_writes_per_item_median": median_of(&off, "store_writes_per_item"),
+            "on_store_writes_per_item_median": median_of(&on, "store_writes_per_item"),
+        })
+    );
+    Ok(())
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    if values.len() % 2 == 0 {
+        (values[mid - 1] + values[mid]) / 2.0
+    } else {
+        values[mid]
+    }
+}
+
+fn backend_name(backend: BackendArg) -> &'static str {
+    match backend {
+        BackendArg::Sqlite => "sqlite",
+        BackendArg::Zookeeper => "zookeeper",
+    }
+}
+
+/// One run in a scratch store root; returns its JSON figures.
+async fn run_once(
+    args: &BenchPipelineArgs,
+    tracing: bool,
+    index: usize,
+) -> anyhow::Result<serde_json::Value> {
     let scratch = tempfile::tempdir()?;
-    let root = format!("/dspans-bench-{}", std::process::id());
+    let root = format!("/dspans-bench-{}-{index}", std::process::id());
     let store_config = match args.backend {
         BackendArg::Sqlite => StoreConfig::sqlite(scratch.path().join("bench.db")),
         BackendArg::Zookeeper => StoreConfig::zookeeper(&args.hosts),
@@ -93,7 +188,7 @@ pub async fn run(args: BenchPipelineArgs) -> anyhow::Result<()> {
     let receiver = ReceiverThread::start(sink.clone())?;
     let mut config = config;
     config.tracing = ExportOptions {
-        enabled: args.tracing == OnOff::On,
+        enabled: tracing,
         protocol: Protocol::Grpc,
         endpoint: Some(receiver.endpoint.clone()),
         service_name: Some("bench".to_string()),
@@ -152,7 +247,7 @@ pub async fn run(args: BenchPipelineArgs) -> anyhow::Result<()> {
         });
     }
     let client = pipeline_cmd::tracer(&config, Kind::Scheduler, "bench-enqueue")?;
-    let before: u64 = stores.iter().map(|s| s.round_trips()).sum();
+    let before: Vec<u64> = stores.iter().map(|s| s.round_trips()).collect();
     let writes_before: u64 = stores.iter().map(|s| s.writes()).sum();
     let started = Instant::now();
     for n in 1..=args.items {
@@ -184,7 +279,13 @@ pub async fn run(args: BenchPipelineArgs) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let seconds = started.elapsed().as_secs_f64();
-    let round_trips: u64 = stores.iter().map(|s| s.round_trips()).sum::<u64>() - before;
+    let per_component: Vec<u64> = stores
+        .iter()
+        .zip(&before)
+        .map(|(s, before)| s.round_trips() - before)
+        .collect();
+    let round_trips: u64 = per_component.iter().sum();
+    let per_item = |n: u64| (n as f64 / args.items as f64 * 10.0).round() / 10.0;
     let writes: u64 = stores.iter().map(|s| s.writes()).sum::<u64>() - writes_before;
     stop.send(true)?;
     for task in tasks {
@@ -198,20 +299,22 @@ pub async fn run(args: BenchPipelineArgs) -> anyhow::Result<()> {
     receiver.stop();
     let spans = sink.span_count();
     let _ = stores[3].delete_all(&root).await;
-    println!(
-        "{}",
-        serde_json::json!({
-            "backend": format!("{:?}", args.backend).to_lowercase(),
-            "tracing": if args.tracing == OnOff::On { "on" } else { "off" },
+    Ok(serde_json::json!({
+            "backend": backend_name(args.backend),
+            "tracing": if tracing { "on" } else { "off" },
             "items": args.items,
             "seconds": (seconds * 1000.0).round() / 1000.0,
             "items_per_s": (args.items as f64 / seconds * 10.0).round() / 10.0,
-            "store_round_trips_per_item": (round_trips as f64 / args.items as f64 * 10.0).round() / 10.0,
-            "store_writes_per_item": (writes as f64 / args.items as f64 * 10.0).round() / 10.0,
+            "store_round_trips_per_item": per_item(round_trips),
+            "store_round_trips_per_item_by_component": {
+                "scheduler": per_item(per_component[0]),
+                "executor": per_item(per_component[1]),
+                "merger": per_item(per_component[2]),
+                "enqueue": per_item(per_component[3]),
+            },
+            "store_writes_per_item": per_item(writes),
             "spans_exported": spans,
-        })
-    );
-    Ok(())
+    }))
 }
 
 /// The receiver runs on a runtime of its own: the components' span

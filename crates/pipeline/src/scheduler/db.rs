@@ -1,8 +1,9 @@
 //! Typed reads and compare-and-set writes of the stored objects.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use dspans_store::{CreateMode, Op, Store, StoreError};
+use dspans_store::{CreateMode, Op, OpResult, Store, StoreError};
 
 use crate::model::{ModelError, StoredObject};
 
@@ -36,20 +37,114 @@ impl<T: StoredObject> Versioned<T> {
     }
 }
 
-/// Reads `path` as `T`; `None` when the node does not exist.
-pub async fn read<T: StoredObject>(
-    store: &Arc<dyn Store>,
-    path: &str,
-) -> Result<Option<Versioned<T>>, StepError> {
-    let Some(node) = store.get(path).await? else {
-        return Ok(None);
-    };
-    let value = T::from_json(&node.data)?;
-    Ok(Some(Versioned {
-        value,
-        version: node.stat.version,
-        path: path.to_string(),
-    }))
+/// The pipeline objects a scheduler has read, as stored (data and
+/// version), kept up to date by its own writes.
+///
+/// While a scheduler holds a pipeline's lock it is the only writer of that
+/// pipeline's objects, so what it read and wrote since is what the store
+/// holds: a pass over a queue of waiting items costs no reads. Every write
+/// is still a compare-and-set on the remembered version, so should the
+/// cache ever be wrong (the lock lost unnoticed), the write fails and the
+/// scheduler forgets everything ([`ObjectCache::clear`]) and reads afresh.
+#[derive(Debug, Default)]
+pub struct ObjectCache {
+    nodes: Mutex<HashMap<String, Remembered>>,
+}
+
+/// A node's data and version, as this scheduler last read or wrote them.
+type Remembered = (Arc<[u8]>, i32);
+
+impl ObjectCache {
+    fn nodes(&self) -> MutexGuard<'_, HashMap<String, Remembered>> {
+        self.nodes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether `path` is remembered (so it exists).
+    pub fn contains(&self, path: &str) -> bool {
+        self.nodes().contains_key(path)
+    }
+
+    /// Forgets everything.
+    pub fn clear(&self) {
+        self.nodes().clear();
+    }
+
+    /// Reads `path` as `T` from the cache, or from the store (remembering
+    /// it); `None` when the node does not exist.
+    pub async fn read<T: StoredObject>(
+        &self,
+        store: &Arc<dyn Store>,
+        path: &str,
+    ) -> Result<Option<Versioned<T>>, StepError> {
+        let cached = self.nodes().get(path).cloned();
+        let (data, version) = match cached {
+            Some(entry) => entry,
+            None => {
+                let Some(node) = store.get(path).await? else {
+                    return Ok(None);
+                };
+                let entry: Remembered = (node.data.into(), node.stat.version);
+                self.nodes().insert(path.to_string(), entry.clone());
+                entry
+            }
+        };
+        Ok(Some(Versioned {
+            value: T::from_json(&data)?,
+            version,
+            path: path.to_string(),
+        }))
+    }
+
+    /// What `ops` will change in the cache once they are written: the
+    /// new data of remembered nodes that are set, and deletions.
+    pub fn effects(&self, ops: &[Op]) -> Vec<Effect> {
+        let nodes = self.nodes();
+        ops.iter()
+            .enumerate()
+            .filter_map(|(index, op)| match op {
+                Op::Set { path, data, .. } if nodes.contains_key(path) => Some(Effect::Set {
+                    index,
+                    path: path.clone(),
+                    data: data.as_slice().into(),
+                }),
+                Op::Delete { path, .. } => Some(Effect::Delete { path: path.clone() }),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Applies the effects of a successful write, given its results.
+    pub fn apply(&self, effects: Vec<Effect>, results: &[OpResult]) {
+        let mut nodes = self.nodes();
+        for effect in effects {
+            match effect {
+                Effect::Set { index, path, data } => match results.get(index) {
+                    Some(OpResult::Set { version }) => {
+                        nodes.insert(path, (data, *version));
+                    }
+                    _ => {
+                        nodes.remove(&path);
+                    }
+                },
+                Effect::Delete { path } => {
+                    nodes.remove(&path);
+                }
+            }
+        }
+    }
+}
+
+/// A change a write makes to the [`ObjectCache`].
+#[derive(Debug)]
+pub enum Effect {
+    /// Op `index` sets `path` to `data`.
+    Set {
+        index: usize,
+        path: String,
+        data: Arc<[u8]>,
+    },
+    /// `path` is deleted.
+    Delete { path: String },
 }
 
 /// The create of a new object.

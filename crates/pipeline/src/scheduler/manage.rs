@@ -5,7 +5,7 @@ use dspans_store::recipes::JobQueue;
 use dspans_store::StoreError;
 use durable_spans::Timestamp;
 
-use super::db::{self, create_op, delete_tree_ops, dir_op, StepError, Versioned};
+use super::db::{create_op, delete_tree_ops, dir_op, StepError, Versioned};
 use super::{spans, trigger::new_buildset, Scheduler};
 use crate::config::Manager;
 use crate::layout::decode_name;
@@ -14,8 +14,8 @@ use crate::model::{
     ChangeQueue, ItemResult, ItemState, MergeRequest, MergeResult, QueueItem, Report,
 };
 
-/// Bound on queue changes handled in one pass, so one busy queue cannot
-/// starve the others.
+/// Bound on changes made in one pass over a change queue, so one busy
+/// queue cannot starve the others.
 const CHANGES_PER_PASS: usize = 64;
 
 pub(super) async fn manage_pipeline(s: &Scheduler, pipeline: &str) -> Result<(), StepError> {
@@ -32,40 +32,51 @@ pub(super) async fn manage_pipeline(s: &Scheduler, pipeline: &str) -> Result<(),
         let Ok(name) = decode_name(&segment) else {
             continue;
         };
-        for _ in 0..CHANGES_PER_PASS {
-            if !manage_queue(s, pipeline, &name, dependent).await? {
-                break;
-            }
-        }
+        manage_queue(s, pipeline, &name, dependent).await?;
     }
     Ok(())
 }
 
-/// One step over a change queue; `true` when something changed and the
-/// queue should be looked at again.
+/// One sweep over a change queue, front to back, moving each item along
+/// as far as it can go now, at most [`CHANGES_PER_PASS`] changes.
+///
+/// Each item reads what it depends on afresh (its own objects, the items
+/// ahead of it), so a change to one item does not end the sweep; the queue
+/// object is the one thing kept across it, updated by this sweep's own
+/// dequeues (a compare-and-set: if anyone else changed the queue, the
+/// write fails and the step is retried on the next pass). One pass costs
+/// a read or two per item, however many items move.
 async fn manage_queue(
     s: &Scheduler,
     pipeline: &str,
     name: &str,
     dependent: bool,
-) -> Result<bool, StepError> {
+) -> Result<(), StepError> {
     let queue_path = s.layout.change_queue(pipeline, name);
-    let Some(queue) = db::read::<ChangeQueue>(&s.store, &queue_path).await? else {
-        return Ok(false);
+    let Some(mut queue) = s.read::<ChangeQueue>(&queue_path).await? else {
+        return Ok(());
     };
-    for (position, uuid) in queue.value.items.iter().enumerate() {
-        let Some(item) = db::read::<QueueItem>(&s.store, &s.layout.item(pipeline, uuid)).await?
-        else {
+    let mut budget = CHANGES_PER_PASS;
+    let uuids = queue.value.items.clone();
+    for uuid in &uuids {
+        if budget == 0 {
+            break;
+        }
+        let Some(position) = queue.value.items.iter().position(|u| u == uuid) else {
+            continue;
+        };
+        let Some(item) = s.read::<QueueItem>(&s.layout.item(pipeline, uuid)).await? else {
             tracing::warn!(%pipeline, item = %uuid, "queue names a missing item; removing it");
-            let mut queue = queue.clone();
             queue.value.items.retain(|u| u != uuid);
-            s.store.multi(&[queue.set_op()?]).await?;
-            return Ok(true);
+            s.write(&[queue.set_op()?]).await?;
+            dequeued(&mut queue);
+            budget -= 1;
+            continue;
         };
         let buildset_path = s
             .layout
             .buildset(pipeline, uuid, &item.value.current_buildset);
-        let Some(buildset) = db::read::<BuildSet>(&s.store, &buildset_path).await? else {
+        let Some(buildset) = s.read::<BuildSet>(&buildset_path).await? else {
             tracing::warn!(%pipeline, item = %uuid, "item has no current build set");
             continue;
         };
@@ -81,24 +92,30 @@ async fn manage_queue(
                 // without it at once; the failing item itself is reported
                 // only at the head, since a failure ahead of it could be
                 // the cause (it would then be reset and retested).
-                if dependent
+                let reset = dependent
                     && !result.is_success()
-                    && reset_items_behind(s, &queue.value, position).await?
-                {
-                    return Ok(true);
-                }
-                if !dependent || position == 0 {
+                    && reset_items_behind(s, &queue.value, position).await?;
+                if !reset && (!dependent || position == 0) {
                     report_and_dequeue(s, &queue, item, buildset, result).await?;
-                    return Ok(true);
+                    queue.value.items.retain(|u| u != uuid);
+                    dequeued(&mut queue);
+                    true
+                } else {
+                    reset
                 }
-                false
             }
         };
         if changed {
-            return Ok(true);
+            budget -= 1;
         }
     }
-    Ok(false)
+    Ok(())
+}
+
+/// Follows this sweep's own successful write of the queue object: a set
+/// moves a node's version on by exactly one.
+fn dequeued(queue: &mut Versioned<ChangeQueue>) {
+    queue.version = queue.version.wrapping_add(1);
 }
 
 /// Asks a merger to merge the change, on top of the items ahead in a
@@ -116,19 +133,16 @@ async fn request_merge(
     let mut items_ahead = Vec::new();
     let mut changes = Vec::new();
     for uuid in queue.items[..position].iter().filter(|_| dependent) {
-        let Some(ahead) = db::read::<QueueItem>(&s.store, &s.layout.item(pipeline, uuid)).await?
-        else {
+        let Some(ahead) = s.read::<QueueItem>(&s.layout.item(pipeline, uuid)).await? else {
             continue;
         };
         let ahead_buildset = s
             .layout
             .buildset(pipeline, uuid, &ahead.value.current_buildset);
-        let failing = db::read::<BuildSet>(&s.store, &ahead_buildset)
-            .await?
-            .is_some_and(|b| {
-                b.value.state == BuildSetState::Completed
-                    && !b.value.result.is_some_and(ItemResult::is_success)
-            });
+        let failing = s.read::<BuildSet>(&ahead_buildset).await?.is_some_and(|b| {
+            b.value.state == BuildSetState::Completed
+                && !b.value.result.is_some_and(ItemResult::is_success)
+        });
         if !failing {
             items_ahead.push(uuid.clone());
             changes.push(ahead.value.change);
@@ -172,7 +186,7 @@ async fn request_merge(
             .buildset(pipeline, &item.value.uuid, &buildset.value.uuid);
         ops.extend(s.ledger.open_op(info, &owner));
     }
-    s.ledger.commit(ops, s.ledger.ends()).await?;
+    s.commit(ops, s.ledger.ends()).await?;
     Ok(true)
 }
 
@@ -192,7 +206,7 @@ async fn merged(
             MergeResult::MergeConflict => ItemResult::MergeConflict,
             _ => ItemResult::Error,
         });
-        s.store.multi(&[buildset.set_op()?]).await?;
+        s.write(&[buildset.set_op()?]).await?;
         return Ok(true);
     }
     let requests = JobQueue::new(s.store.clone(), s.layout.executor_queue());
@@ -264,7 +278,7 @@ async fn merged(
         BuildSetState::Building
     };
     ops.push(buildset.set_op()?);
-    s.ledger.commit(ops, s.ledger.ends()).await?;
+    s.commit(ops, s.ledger.ends()).await?;
     Ok(true)
 }
 
@@ -280,10 +294,7 @@ async fn builds_done(
         let path = s
             .layout
             .build(pipeline, &item.value.uuid, &buildset.value.uuid, uuid);
-        match db::read::<Build>(&s.store, &path)
-            .await?
-            .and_then(|b| b.value.result)
-        {
+        match s.read::<Build>(&path).await?.and_then(|b| b.value.result) {
             None => return Ok(false),
             Some(result) => all_success &= result == BuildResult::Success,
         }
@@ -294,7 +305,7 @@ async fn builds_done(
     } else {
         ItemResult::Failure
     });
-    s.store.multi(&[buildset.set_op()?]).await?;
+    s.write(&[buildset.set_op()?]).await?;
     Ok(true)
 }
 
@@ -310,15 +321,13 @@ async fn reset_items_behind(
     let failing = &queue.items[position];
     let pipeline = queue.pipeline.as_str();
     for uuid in &queue.items[position + 1..] {
-        let Some(mut item) =
-            db::read::<QueueItem>(&s.store, &s.layout.item(pipeline, uuid)).await?
-        else {
+        let Some(mut item) = s.read::<QueueItem>(&s.layout.item(pipeline, uuid)).await? else {
             continue;
         };
         let old_path = s
             .layout
             .buildset(pipeline, uuid, &item.value.current_buildset);
-        let Some(mut old) = db::read::<BuildSet>(&s.store, &old_path).await? else {
+        let Some(mut old) = s.read::<BuildSet>(&old_path).await? else {
             continue;
         };
         if !old.value.items_ahead.contains(failing) {
@@ -355,7 +364,7 @@ async fn reset_items_behind(
             &old.value,
             ItemResult::Reset.as_str(),
         ));
-        s.ledger.commit(ops, ends).await?;
+        s.commit(ops, ends).await?;
         tracing::info!(%pipeline, item = %uuid, old = %old.value.uuid, new = %new.uuid, "gate reset");
         reset = true;
     }
@@ -390,9 +399,7 @@ async fn report_and_dequeue(
             Err(error) => return Err(error.into()),
         };
         for build_segment in children {
-            let Some(build) =
-                db::read::<Build>(&s.store, &format!("{path}/{build_segment}")).await?
-            else {
+            let Some(build) = s.read::<Build>(&format!("{path}/{build_segment}")).await? else {
                 continue;
             };
             if bs_uuid == buildset.value.uuid {
@@ -460,7 +467,7 @@ async fn report_and_dequeue(
         result.as_str(),
         result.cicd_result(),
     ));
-    s.ledger.commit(ops, ends).await?;
+    s.commit(ops, ends).await?;
     let jobs: Vec<String> = report
         .builds
         .iter()

@@ -29,14 +29,15 @@ mod trigger;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use dspans_ledger::Ledger;
+use dspans_ledger::{Ledger, SpanEnds};
 use dspans_store::recipes::{JobQueue, Lock, LockGuard};
-use dspans_store::Store;
+use dspans_store::{Op, OpResult, Store};
 use durable_spans::DurableTracer;
 
 pub use db::StepError;
+use db::{ObjectCache, Versioned};
 pub use trigger::enqueue;
 
 use crate::{Config, Layout};
@@ -46,6 +47,11 @@ use crate::{Config, Layout};
 /// store backends.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
+/// How often a scheduler looks for requests whose worker died. A dead
+/// worker's session takes seconds to end anyway, and the look reads every
+/// waiting request, so it is not worth doing on every pass.
+pub const ORPHAN_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
 /// A scheduler process's state.
 pub struct Scheduler {
     config: Arc<Config>,
@@ -54,6 +60,7 @@ pub struct Scheduler {
     layout: Layout,
     ledger: Ledger,
     name: String,
+    cache: ObjectCache,
 }
 
 impl Scheduler {
@@ -72,6 +79,7 @@ impl Scheduler {
             tracer,
             layout,
             name: name.into(),
+            cache: ObjectCache::default(),
         }
     }
 
@@ -97,9 +105,10 @@ impl Scheduler {
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         let mut held: BTreeMap<String, LockGuard> = BTreeMap::new();
+        let mut next_orphan_check = Instant::now();
         tracing::info!(scheduler = %self.name, "scheduler started");
         loop {
-            self.pass(&mut held).await;
+            self.pass(&mut held, &mut next_orphan_check).await;
             tokio::select! {
                 _ = &mut shutdown => break,
                 _ = tokio::time::sleep(POLL_INTERVAL) => {}
@@ -114,11 +123,12 @@ impl Scheduler {
     }
 
     /// One round: take free pipeline locks, then process every pipeline held.
-    async fn pass(&self, held: &mut BTreeMap<String, LockGuard>) {
+    async fn pass(&self, held: &mut BTreeMap<String, LockGuard>, next_orphan_check: &mut Instant) {
         held.retain(|pipeline, guard| {
             let keep = guard.is_held();
             if !keep {
                 tracing::warn!(scheduler = %self.name, %pipeline, "lost the pipeline lock");
+                self.cache.clear();
             }
             keep
         });
@@ -133,6 +143,8 @@ impl Scheduler {
             match lock.try_acquire_or_reclaim(self.name.as_bytes()).await {
                 Ok(Some(guard)) => {
                     tracing::info!(scheduler = %self.name, pipeline = %pipeline.name, "processing pipeline");
+                    // Whoever held it before may have changed anything.
+                    self.cache.clear();
                     held.insert(pipeline.name.clone(), guard);
                 }
                 Ok(None) => {}
@@ -142,6 +154,20 @@ impl Scheduler {
         if held.is_empty() {
             return;
         }
+        if Instant::now() >= *next_orphan_check {
+            *next_orphan_check = Instant::now() + ORPHAN_CHECK_INTERVAL;
+            self.requeue_orphans().await;
+        }
+        for pipeline in held.keys() {
+            if let Err(error) = self.process(pipeline).await {
+                tracing::warn!(scheduler = %self.name, %pipeline, %error, "pipeline step failed; retrying");
+                self.cache.clear();
+            }
+        }
+    }
+
+    /// Hands requests claimed by dead workers back to their queues.
+    async fn requeue_orphans(&self) {
         for queue in [self.layout.executor_queue(), self.layout.merger_queue()] {
             let queue = JobQueue::new(self.store.clone(), queue);
             match queue.requeue_orphans().await {
@@ -152,11 +178,31 @@ impl Scheduler {
                 Err(error) => tracing::debug!(%error, "cannot look for orphaned requests"),
             }
         }
-        for pipeline in held.keys() {
-            if let Err(error) = self.process(pipeline).await {
-                tracing::warn!(scheduler = %self.name, %pipeline, %error, "pipeline step failed; retrying");
-            }
-        }
+    }
+
+    /// Reads a pipeline object (see [`ObjectCache`]).
+    async fn read<T: crate::model::StoredObject>(
+        &self,
+        path: &str,
+    ) -> Result<Option<Versioned<T>>, StepError> {
+        self.cache.read(&self.store, path).await
+    }
+
+    /// Writes `ops` as one multi-operation.
+    async fn write(&self, ops: &[Op]) -> Result<Vec<OpResult>, StepError> {
+        let effects = self.cache.effects(ops);
+        let results = self.store.multi(ops).await?;
+        self.cache.apply(effects, &results);
+        Ok(results)
+    }
+
+    /// Writes `ops` and ends the spans of `ends` in one multi-operation
+    /// (see [`Ledger::commit`]).
+    async fn commit(&self, ops: Vec<Op>, ends: SpanEnds) -> Result<Vec<OpResult>, StepError> {
+        let effects = self.cache.effects(&ops);
+        let results = self.ledger.commit(ops, ends).await?;
+        self.cache.apply(effects, &results);
+        Ok(results)
     }
 
     async fn process(&self, pipeline: &str) -> Result<(), StepError> {

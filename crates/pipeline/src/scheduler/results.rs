@@ -4,7 +4,7 @@
 use dspans_store::recipes::{EventQueue, JobQueue};
 use dspans_store::Op;
 
-use super::db::{self, StepError};
+use super::db::StepError;
 use super::{spans, Scheduler};
 use crate::model::{
     Build, BuildCompleted, BuildSet, BuildState, MergeCompleted, MergeRequest, QueueItem,
@@ -51,7 +51,7 @@ async fn build_completed(
         &done.buildset_uuid,
         &done.build_uuid,
     );
-    let Some(mut build) = db::read::<Build>(&s.store, &path).await? else {
+    let Some(mut build) = s.read::<Build>(&path).await? else {
         return drop_event(s, event_path, "the build is gone (its item was dequeued)").await;
     };
     if build.value.result.is_some() {
@@ -73,8 +73,7 @@ async fn build_completed(
         done.result.as_str(),
         done.result.cicd_result(),
     ));
-    s.ledger
-        .commit(vec![build.set_op()?, Op::delete(event_path, None)], ends)
+    s.commit(vec![build.set_op()?, Op::delete(event_path, None)], ends)
         .await?;
     if let Some(id) = &build.value.request_id {
         let requests = JobQueue::new(s.store.clone(), s.layout.executor_queue());
@@ -96,7 +95,7 @@ async fn merge_completed(
     let path = s
         .layout
         .buildset(pipeline, &done.item_uuid, &done.buildset_uuid);
-    let Some(mut buildset) = db::read::<BuildSet>(&s.store, &path).await? else {
+    let Some(mut buildset) = s.read::<BuildSet>(&path).await? else {
         return drop_event(s, event_path, "the build set is gone").await;
     };
     if buildset.value.merge_request.as_deref() != Some(done.merge_request.as_str())
@@ -113,7 +112,9 @@ async fn merge_completed(
         None => None,
     };
     buildset.value.merge_result = Some(done.result);
-    let item = db::read::<QueueItem>(&s.store, &s.layout.item(pipeline, &done.item_uuid)).await?;
+    let item = s
+        .read::<QueueItem>(&s.layout.item(pipeline, &done.item_uuid))
+        .await?;
     let mut ends = s.ledger.ends();
     ends.push(spans::finish_merge(
         &s.tracer,
@@ -124,8 +125,7 @@ async fn merge_completed(
         item.as_ref().map_or("", |i| i.value.zuul_event_id.as_str()),
         done.result.as_str(),
     ));
-    s.ledger
-        .commit(vec![buildset.set_op()?, Op::delete(event_path, None)], ends)
+    s.commit(vec![buildset.set_op()?, Op::delete(event_path, None)], ends)
         .await?;
     if let Some(id) = &buildset.value.merge_request_id {
         if let Err(error) = requests.remove(id).await {

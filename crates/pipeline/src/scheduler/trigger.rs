@@ -8,7 +8,7 @@ use durable_spans::{span_context_of, DurableTracer, SpanContext, Timestamp};
 use opentelemetry::trace::{Span as _, TraceContextExt as _, Tracer as _};
 use opentelemetry::{Context, KeyValue};
 
-use super::db::{self, create_op, dir_op, StepError};
+use super::db::{create_op, dir_op, StepError};
 use super::{spans, Scheduler};
 use crate::model::{
     new_uuid, BuildSet, BuildSetState, ChangeQueue, ChangeRef, ItemState, QueueItem, StoredObject,
@@ -112,10 +112,14 @@ async fn enqueue_item_in(
         return Ok(());
     };
     let layout = &s.layout;
-    s.store.create_all(&layout.items(pipeline), b"").await?;
-    s.store.create_all(&layout.reports(pipeline), b"").await?;
     let queue_path = layout.change_queue(pipeline, &queue_name);
-    if s.store.exists(&queue_path).await?.is_none() {
+    // A queue this scheduler has read exists, and so do the directories
+    // made before it.
+    if !s.cache.contains(&queue_path) {
+        s.store.create_all(&layout.items(pipeline), b"").await?;
+        s.store.create_all(&layout.reports(pipeline), b"").await?;
+    }
+    if !s.cache.contains(&queue_path) && s.store.exists(&queue_path).await?.is_none() {
         let empty = ChangeQueue {
             pipeline: pipeline.to_string(),
             name: queue_name.clone(),
@@ -137,7 +141,7 @@ async fn enqueue_item_in(
             Err(error) => return Err(error.into()),
         }
     }
-    let Some(mut queue) = db::read::<ChangeQueue>(&s.store, &queue_path).await? else {
+    let Some(mut queue) = s.read::<ChangeQueue>(&queue_path).await? else {
         return Ok(());
     };
 
@@ -196,7 +200,7 @@ async fn enqueue_item_in(
     if let Some(info) = &buildset.span_info {
         ops.extend(s.ledger.open_op(info, &buildset_path));
     }
-    s.ledger.commit(ops, s.ledger.ends()).await?;
+    s.commit(ops, s.ledger.ends()).await?;
     tracing::info!(%pipeline, item = %item_uuid, change = %item.change.short(),
         event = %item.zuul_event_id, "item enqueued");
     Ok(())

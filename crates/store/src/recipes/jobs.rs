@@ -8,8 +8,9 @@
 //! ROOT/locks/job-0000000007      ephemeral lock, held by the claiming worker
 //! ```
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -122,6 +123,9 @@ pub struct JobQueue {
     store: Arc<dyn Store>,
     root: String,
     ready: Arc<AtomicBool>,
+    /// Ids of requests seen `completed`: that state is final, so they are
+    /// never read again while they wait for their submitter to remove them.
+    completed: Arc<Mutex<HashSet<String>>>,
 }
 
 impl JobQueue {
@@ -131,6 +135,7 @@ impl JobQueue {
             store,
             root: root.into(),
             ready: Arc::new(AtomicBool::new(false)),
+            completed: Arc::default(),
         }
     }
 
@@ -206,6 +211,17 @@ impl JobQueue {
 
     /// All jobs, in submission order.
     pub async fn list(&self) -> Result<Vec<Job>> {
+        let mut jobs = Vec::new();
+        for id in self.ids().await? {
+            if let Some(job) = self.get(&id).await? {
+                jobs.push(job);
+            }
+        }
+        Ok(jobs)
+    }
+
+    /// Request ids in submission order.
+    async fn ids(&self) -> Result<Vec<String>> {
         let ids = match self.store.children(&self.requests()).await {
             Ok(ids) => ids,
             Err(StoreError::NoNode { .. }) => return Ok(Vec::new()),
@@ -216,13 +232,38 @@ impl JobQueue {
             .map(|id| (sequence_of(&id).unwrap_or(i64::MAX), id))
             .collect();
         ids.sort();
-        let mut jobs = Vec::with_capacity(ids.len());
-        for (_, id) in ids {
-            if let Some(job) = self.get(&id).await? {
-                jobs.push(job);
-            }
+        Ok(ids.into_iter().map(|(_, id)| id).collect())
+    }
+
+    /// The requests that may be claimable or orphaned, in submission
+    /// order: those nobody holds the lock of and not known to be completed.
+    /// Two listings instead of reading every request.
+    async fn unlocked(&self) -> Result<Vec<String>> {
+        let ids = self.ids().await?;
+        let locked: HashSet<String> =
+            match self.store.children(&join_path(&self.root, "locks")).await {
+                Ok(locked) => locked.into_iter().collect(),
+                Err(StoreError::NoNode { .. }) => HashSet::new(),
+                Err(err) => return Err(err),
+            };
+        let mut completed = self.completed.lock().unwrap_or_else(|e| e.into_inner());
+        let present: HashSet<&str> = ids.iter().map(String::as_str).collect();
+        completed.retain(|id| present.contains(id.as_str()));
+        Ok(ids
+            .iter()
+            .filter(|id| !locked.contains(*id) && !completed.contains(*id))
+            .cloned()
+            .collect())
+    }
+
+    /// Notes a request seen in state `state`.
+    fn seen(&self, id: &str, state: JobState) {
+        if state == JobState::Completed {
+            self.completed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(id.to_string());
         }
-        Ok(jobs)
     }
 
     /// Claims a job if it is still `requested` and nobody holds its lock:
@@ -236,7 +277,10 @@ impl JobQueue {
         };
         let job = match self.get(id).await? {
             Some(job) if job.record.state == JobState::Requested => job,
-            _ => {
+            other => {
+                if let Some(job) = other {
+                    self.seen(id, job.record.state);
+                }
                 guard.release().await?;
                 return Ok(None);
             }
@@ -264,11 +308,8 @@ impl JobQueue {
 
     /// Claims the oldest claimable job, if any.
     pub async fn claim_next(&self, worker: &str) -> Result<Option<Claim>> {
-        for job in self.list().await? {
-            if job.record.state != JobState::Requested {
-                continue;
-            }
-            if let Some(claim) = self.claim(&job.id, worker).await? {
+        for id in self.unlocked().await? {
+            if let Some(claim) = self.claim(&id, worker).await? {
                 return Ok(Some(claim));
             }
         }
@@ -302,6 +343,7 @@ impl JobQueue {
         claim.job.record.state = JobState::Completed;
         claim.job.record.result = result;
         self.write(&mut claim).await?;
+        self.seen(&claim.job.id, JobState::Completed);
         let Claim { job, guard } = claim;
         guard.release().await?;
         Ok(job)
@@ -356,6 +398,7 @@ impl JobQueue {
         }
         job.record.state = JobState::Completed;
         job.record.result = result;
+        self.seen(&job.id, JobState::Completed);
         results.remove(0);
         guard.release().await?;
         Ok((job, results))
@@ -389,7 +432,11 @@ impl JobQueue {
     /// `requested`; returns their ids.
     pub async fn requeue_orphans(&self) -> Result<Vec<String>> {
         let mut requeued = Vec::new();
-        for job in self.list().await? {
+        for id in self.unlocked().await? {
+            let Some(job) = self.get(&id).await? else {
+                continue;
+            };
+            self.seen(&id, job.record.state);
             if job.record.state != JobState::Running {
                 continue;
             }

@@ -58,63 +58,80 @@ pub(crate) fn write_tx<T>(
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(db)?;
     let zxid: i64 = tx
-        .query_row("SELECT value FROM meta WHERE key = 'zxid'", [], |r| {
-            r.get::<_, i64>(0)
-        })
+        .prepare_cached("SELECT value FROM meta WHERE key = 'zxid'")
+        .map_err(db)?
+        .query_row([], |r| r.get::<_, i64>(0))
         .map_err(db)?
         + 1;
     let out = f(&tx, zxid)?; // dropping `tx` on error rolls back
-    tx.execute("UPDATE meta SET value = ?1 WHERE key = 'zxid'", [zxid])
+    tx.prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'zxid'")
+        .map_err(db)?
+        .execute([zxid])
         .map_err(db)?;
     tx.commit().map_err(db)?;
     Ok(out)
 }
 
 pub(crate) fn change_counter(conn: &Connection) -> Result<i64> {
-    conn.query_row("SELECT value FROM meta WHERE key = 'zxid'", [], |r| {
-        r.get(0)
+    conn.prepare_cached("SELECT value FROM meta WHERE key = 'zxid'")
+        .map_err(db)?
+        .query_row([], |r| r.get(0))
+        .map_err(db)
+}
+
+/// The columns of a [`Stat`], in the order [`stat_from_row`] reads them
+/// (a macro, so that the statements stay `&'static str` for the cache).
+macro_rules! stat_columns {
+    () => {
+        "length(data), version, cversion, czxid, mzxid, ctime, mtime, owner,
+         (SELECT COUNT(*) FROM nodes c WHERE c.parent = n.path)"
+    };
+}
+
+fn stat_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Stat> {
+    Ok(Stat {
+        data_length: r.get::<_, i64>(0)? as usize,
+        version: r.get(1)?,
+        cversion: r.get(2)?,
+        created_id: r.get(3)?,
+        modified_id: r.get(4)?,
+        ctime_ms: r.get(5)?,
+        mtime_ms: r.get(6)?,
+        ephemeral: r.get::<_, Option<i64>>(7)?.is_some(),
+        owner_session: r.get::<_, Option<i64>>(7)?.unwrap_or(0),
+        num_children: r.get::<_, i64>(8)? as usize,
     })
-    .map_err(db)
 }
 
 pub(crate) fn stat(conn: &Connection, path: &str) -> Result<Option<Stat>> {
-    conn.query_row(
-        "SELECT length(data), version, cversion, czxid, mzxid, ctime, mtime, owner,
-                (SELECT COUNT(*) FROM nodes c WHERE c.parent = n.path)
-         FROM nodes n WHERE path = ?1",
-        [path],
-        |r| {
-            Ok(Stat {
-                data_length: r.get::<_, i64>(0)? as usize,
-                version: r.get(1)?,
-                cversion: r.get(2)?,
-                created_id: r.get(3)?,
-                modified_id: r.get(4)?,
-                ctime_ms: r.get(5)?,
-                mtime_ms: r.get(6)?,
-                ephemeral: r.get::<_, Option<i64>>(7)?.is_some(),
-                owner_session: r.get::<_, Option<i64>>(7)?.unwrap_or(0),
-                num_children: r.get::<_, i64>(8)? as usize,
-            })
-        },
-    )
+    conn.prepare_cached(concat!(
+        "SELECT ",
+        stat_columns!(),
+        " FROM nodes n WHERE path = ?1"
+    ))
+    .map_err(db)?
+    .query_row([path], stat_from_row)
     .optional()
     .map_err(db)
 }
 
 pub(crate) fn get(conn: &Connection, path: &str) -> Result<Option<Node>> {
-    // One read transaction: the stat and the data come from one snapshot,
-    // even while another process deletes or changes the node.
-    let tx = conn.unchecked_transaction().map_err(db)?;
-    let Some(stat) = stat(&tx, path)? else {
-        return Ok(None);
-    };
-    let data: Vec<u8> = tx
-        .query_row("SELECT data FROM nodes WHERE path = ?1", [path], |r| {
-            r.get(0)
+    // One statement: the stat and the data come from one snapshot, even
+    // while another process deletes or changes the node.
+    conn.prepare_cached(concat!(
+        "SELECT ",
+        stat_columns!(),
+        ", data FROM nodes n WHERE path = ?1"
+    ))
+    .map_err(db)?
+    .query_row([path], |r| {
+        Ok(Node {
+            stat: stat_from_row(r)?,
+            data: r.get(9)?,
         })
-        .map_err(db)?;
-    Ok(Some(Node { data, stat }))
+    })
+    .optional()
+    .map_err(db)
 }
 
 pub(crate) fn children(conn: &Connection, path: &str) -> Result<Vec<String>> {
@@ -135,29 +152,26 @@ pub(crate) fn children(conn: &Connection, path: &str) -> Result<Vec<String>> {
 }
 
 fn version_of(tx: &Transaction<'_>, path: &str) -> Result<Option<i32>> {
-    tx.query_row("SELECT version FROM nodes WHERE path = ?1", [path], |r| {
-        r.get(0)
-    })
-    .optional()
-    .map_err(db)
+    tx.prepare_cached("SELECT version FROM nodes WHERE path = ?1")
+        .map_err(db)?
+        .query_row([path], |r| r.get(0))
+        .optional()
+        .map_err(db)
 }
 
 fn bump_cversion(tx: &Transaction<'_>, parent: &str) -> Result<()> {
-    tx.execute(
-        "UPDATE nodes SET cversion = cversion + 1 WHERE path = ?1",
-        [parent],
-    )
-    .map_err(db)?;
+    tx.prepare_cached("UPDATE nodes SET cversion = cversion + 1 WHERE path = ?1")
+        .map_err(db)?
+        .execute([parent])
+        .map_err(db)?;
     Ok(())
 }
 
 fn lease_alive(tx: &Transaction<'_>, lease: i64) -> Result<bool> {
     let expires: Option<i64> = tx
-        .query_row(
-            "SELECT expires_ms FROM leases WHERE id = ?1",
-            [lease],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT expires_ms FROM leases WHERE id = ?1")
+        .map_err(db)?
+        .query_row([lease], |r| r.get(0))
         .optional()
         .map_err(db)?;
     Ok(matches!(expires, Some(e) if e >= now_ms()))
@@ -177,11 +191,9 @@ pub(crate) fn create(
         return Err(StoreError::NodeExists { path: path.into() });
     };
     let parent_row: Option<(i32, Option<i64>)> = tx
-        .query_row(
-            "SELECT cversion, owner FROM nodes WHERE path = ?1",
-            [parent],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        .prepare_cached("SELECT cversion, owner FROM nodes WHERE path = ?1")
+        .map_err(db)?
+        .query_row([parent], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()
         .map_err(db)?;
     let Some((cversion, parent_owner)) = parent_row else {
@@ -209,11 +221,12 @@ pub(crate) fn create(
         None
     };
     let now = now_ms();
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO nodes (path, parent, data, owner, czxid, mzxid, ctime, mtime)
          VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?6)",
-        params![actual, parent, data, owner, zxid, now],
     )
+    .map_err(db)?
+    .execute(params![actual, parent, data, owner, zxid, now])
     .map_err(db)?;
     bump_cversion(tx, parent)?;
     Ok(actual)
@@ -240,10 +253,11 @@ pub(crate) fn set(
         }
     }
     let new_version = version.wrapping_add(1);
-    tx.execute(
+    tx.prepare_cached(
         "UPDATE nodes SET data = ?2, version = ?3, mzxid = ?4, mtime = ?5 WHERE path = ?1",
-        params![path, data, new_version, zxid, now_ms()],
     )
+    .map_err(db)?
+    .execute(params![path, data, new_version, zxid, now_ms()])
     .map_err(db)?;
     Ok(new_version)
 }
@@ -267,16 +281,16 @@ pub(crate) fn delete(tx: &Transaction<'_>, path: &str, expected: Option<i32>) ->
         }
     }
     let has_children: bool = tx
-        .query_row(
-            "SELECT EXISTS (SELECT 1 FROM nodes WHERE parent = ?1)",
-            [path],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM nodes WHERE parent = ?1)")
+        .map_err(db)?
+        .query_row([path], |r| r.get(0))
         .map_err(db)?;
     if has_children {
         return Err(StoreError::NotEmpty { path: path.into() });
     }
-    tx.execute("DELETE FROM nodes WHERE path = ?1", [path])
+    tx.prepare_cached("DELETE FROM nodes WHERE path = ?1")
+        .map_err(db)?
+        .execute([path])
         .map_err(db)?;
     if let Some(parent) = parent_path(path) {
         bump_cversion(tx, parent)?;
@@ -332,7 +346,7 @@ pub(crate) fn multi(
 /// Deletes the ephemeral nodes of `lease` and the lease itself.
 pub(crate) fn drop_lease(tx: &Transaction<'_>, lease: i64) -> Result<usize> {
     let mut q = tx
-        .prepare("SELECT path, parent FROM nodes WHERE owner = ?1")
+        .prepare_cached("SELECT path, parent FROM nodes WHERE owner = ?1")
         .map_err(db)?;
     let rows: Vec<(String, String)> = q
         .query_map([lease], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -340,11 +354,15 @@ pub(crate) fn drop_lease(tx: &Transaction<'_>, lease: i64) -> Result<usize> {
         .collect::<std::result::Result<_, _>>()
         .map_err(db)?;
     for (path, parent) in &rows {
-        tx.execute("DELETE FROM nodes WHERE path = ?1", [path])
+        tx.prepare_cached("DELETE FROM nodes WHERE path = ?1")
+            .map_err(db)?
+            .execute([path])
             .map_err(db)?;
         bump_cversion(tx, parent)?;
     }
-    tx.execute("DELETE FROM leases WHERE id = ?1", [lease])
+    tx.prepare_cached("DELETE FROM leases WHERE id = ?1")
+        .map_err(db)?
+        .execute([lease])
         .map_err(db)?;
     Ok(rows.len())
 }
@@ -372,21 +390,23 @@ pub(crate) fn expired_leases(conn: &Connection) -> Result<Vec<i64>> {
 pub(crate) fn heartbeat(conn: &Connection, lease: i64, timeout_ms: i64) -> Result<bool> {
     let now = now_ms();
     let n = conn
-        .execute(
-            "UPDATE leases SET expires_ms = ?2 WHERE id = ?1 AND expires_ms >= ?3",
-            params![lease, now + timeout_ms, now],
-        )
+        .prepare_cached("UPDATE leases SET expires_ms = ?2 WHERE id = ?1 AND expires_ms >= ?3")
+        .map_err(db)?
+        .execute(params![lease, now + timeout_ms, now])
         .map_err(db)?;
     Ok(n == 1)
 }
 
 pub(crate) fn new_lease(conn: &mut Connection, timeout_ms: i64) -> Result<i64> {
     write_tx(conn, |tx, _| {
-        tx.execute(
-            "INSERT INTO leases (expires_ms, timeout_ms, pid) VALUES (?1, ?2, ?3)",
-            params![now_ms() + timeout_ms, timeout_ms, std::process::id()],
-        )
-        .map_err(db)?;
+        tx.prepare_cached("INSERT INTO leases (expires_ms, timeout_ms, pid) VALUES (?1, ?2, ?3)")
+            .map_err(db)?
+            .execute(params![
+                now_ms() + timeout_ms,
+                timeout_ms,
+                std::process::id()
+            ])
+            .map_err(db)?;
         Ok(tx.last_insert_rowid())
     })
 }
