@@ -260,10 +260,20 @@ pub(crate) async fn read_status(config: &Config, store: &Arc<dyn Store>) -> anyh
         });
     }
     let spans = dspans_ledger::LedgerPaths::new(layout.spans());
+    // An ended span keeps its open entry until it is sent.
+    let outbox: std::collections::HashSet<String> = children(store, &spans.outbox_dir())
+        .await?
+        .into_iter()
+        .collect();
+    let open_spans = children(store, &spans.open_dir())
+        .await?
+        .iter()
+        .filter(|key| !outbox.contains(*key))
+        .count();
     Ok(Status {
         trigger_events,
-        open_spans: children(store, &spans.open_dir()).await?.len(),
-        outbox: children(store, &spans.outbox_dir()).await?.len(),
+        open_spans,
+        outbox: outbox.len(),
         pipelines,
     })
 }

@@ -379,9 +379,10 @@ impl OutboxExporter {
         self.exporter.export(batch).await
     }
 
-    /// Deletes the entries (and claims) of spans the collector accepted.
-    /// Keys whose entry could not be deleted stay claimed and go to
-    /// `undeleted`, to be tried again: an unclaimed entry would be sent again.
+    /// Deletes the open entries, outbox entries and claims of spans the
+    /// collector accepted. Keys whose entries could not be deleted stay
+    /// claimed and go to `undeleted`, to be tried again: an unclaimed entry
+    /// would be sent again.
     async fn delete_sent(&self, pending: &[Pending], undeleted: &mut Vec<String>) {
         self.stats
             .exported
@@ -389,20 +390,19 @@ impl OutboxExporter {
         // 100 spans per multi-operation keeps each one small.
         for chunk in pending.chunks(100) {
             let paths = self.ledger.paths();
-            let ops: Vec<Op> = chunk
-                .iter()
-                .flat_map(|p| {
-                    [
-                        Op::delete(paths.outbox(&p.key), None),
-                        Op::delete(paths.claim(&p.key), None),
-                    ]
-                })
-                .collect();
+            let mut ops = Vec::with_capacity(chunk.len() * 3);
+            for p in chunk {
+                if p.open {
+                    ops.push(Op::delete(paths.open(&p.key), None));
+                }
+                ops.push(Op::delete(paths.outbox(&p.key), None));
+                ops.push(Op::delete(paths.claim(&p.key), None));
+            }
             if self.ledger.store().multi(&ops).await.is_ok() {
                 continue;
             }
-            // One of them is gone already (a claim lost with a session), or
-            // the store failed: one by one.
+            // One of them is gone already (an open entry never written, a
+            // claim lost with a session), or the store failed: one by one.
             for p in chunk {
                 if !self.delete_entry(&p.key).await {
                     undeleted.push(p.key.clone());
@@ -411,20 +411,23 @@ impl OutboxExporter {
         }
     }
 
-    /// Deletes an exported entry, then its claim; false (claim kept) when
-    /// the entry could not be deleted.
+    /// Deletes an exported span's open entry, then its outbox entry, then
+    /// its claim; false (claim kept) when an entry could not be deleted.
+    /// The open entry goes first: an outbox entry left behind only sends
+    /// the span again, an open entry left behind would end it again.
     async fn delete_entry(&self, key: &str) -> bool {
-        let path = self.ledger.paths().outbox(key);
-        match self.ledger.store().delete(&path, None).await {
-            Ok(()) | Err(StoreError::NoNode { .. }) => {
-                self.ledger.release_claim(key).await;
-                true
-            }
-            Err(error) => {
-                tracing::warn!(%error, %path, "exported outbox entry not deleted yet; will try again");
-                false
+        let paths = self.ledger.paths();
+        for path in [paths.open(key), paths.outbox(key)] {
+            match self.ledger.store().delete(&path, None).await {
+                Ok(()) | Err(StoreError::NoNode { .. }) => {}
+                Err(error) => {
+                    tracing::warn!(%error, %path, "exported span's entry not deleted yet; will try again");
+                    return false;
+                }
             }
         }
+        self.ledger.release_claim(key).await;
+        true
     }
 
     /// Tries again to delete entries whose deletion failed.
@@ -486,7 +489,12 @@ impl OutboxExporter {
             let text = String::from_utf8_lossy(&node.data);
             match FinishedSpan::from_json(&text) {
                 Ok(span) => {
-                    pending.push(Pending { key, span });
+                    // Swept entries may still have an open entry.
+                    pending.push(Pending {
+                        key,
+                        span,
+                        open: true,
+                    });
                     taken += 1;
                 }
                 Err(error) => {

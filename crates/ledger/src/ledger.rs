@@ -58,6 +58,9 @@ pub struct OpenSpan {
 pub(crate) struct Pending {
     pub key: String,
     pub span: FinishedSpan,
+    /// Whether the span may still have an open entry, to be deleted with
+    /// its outbox entry.
+    pub open: bool,
 }
 
 /// Spans to end in one transaction; see [`Ledger::commit`].
@@ -99,7 +102,7 @@ struct EndPlan {
     key: String,
     span: FinishedSpan,
     require_open: bool,
-    delete_open: bool,
+    check_open: bool,
     outbox: bool,
     claim: bool,
     /// Still to be written at all.
@@ -252,9 +255,11 @@ impl Ledger {
     }
 
     /// Runs `ops` and the ends of `ends` as one multi-operation: for each
-    /// span, its open entry is deleted and (when sampled and the outbox has
-    /// room) its outbox entry created. If any of `ops` fails (a lost
-    /// compare-and-set), nothing is written and no span ends.
+    /// sampled span, its open entry is checked and its outbox entry created
+    /// (the open entry is deleted once the span is sent; when the outbox has
+    /// no room, the span is dropped and its open entry deleted now). If any
+    /// of `ops` fails (a lost compare-and-set), nothing is written and no
+    /// span ends.
     ///
     /// A span without an open entry (saved before the ledger was used) is
     /// still ended once; a span whose outbox entry already exists was ended
@@ -289,7 +294,7 @@ impl Ledger {
                 key,
                 span,
                 require_open,
-                delete_open: sampled,
+                check_open: sampled,
                 live: sampled,
                 outbox,
                 claim: outbox && local.is_some(),
@@ -314,11 +319,17 @@ impl Ledger {
                         }
                         (Part::Open, StoreError::NoNode { .. }) => {
                             tracing::debug!(span = %plan.key, "span has no open entry; ended without one");
-                            plan.delete_open = false;
+                            plan.check_open = false;
                         }
                         (Part::Outbox, StoreError::NodeExists { .. }) => {
-                            tracing::warn!(span = %plan.key, name = %plan.span.name,
-                                "span already in the outbox (ended elsewhere); not ended again");
+                            // An orphan sweep racing a normal end is
+                            // expected; anything else is worth a warning.
+                            if plan.require_open {
+                                tracing::debug!(span = %plan.key, "span already ended; the sweep leaves it");
+                            } else {
+                                tracing::warn!(span = %plan.key, name = %plan.span.name,
+                                    "span already in the outbox (ended elsewhere); not ended again");
+                            }
                             plan.live = false;
                         }
                         (Part::Claim, StoreError::NodeExists { .. }) => plan.claim = false,
@@ -345,6 +356,7 @@ impl Ledger {
                     .try_send(Pending {
                         key: plan.key,
                         span: plan.span,
+                        open: plan.check_open,
                     })
                     .is_err()
                 {
@@ -366,8 +378,19 @@ impl Ledger {
         let mut all = ops.to_vec();
         let mut parts = Vec::new();
         for (i, plan) in plans.iter().enumerate().filter(|(_, p)| p.live) {
-            if plan.delete_open {
-                all.push(Op::delete(paths.open(&plan.key), None));
+            // The open entry is only checked here (a read, no row written
+            // on the path the caller waits for); the exporter deletes it
+            // with the outbox entry once the span is sent. Until then the
+            // outbox entry marks the span ended.
+            // A span dropped for want of room has no outbox entry to mark
+            // it ended, so its open entry goes now.
+            if plan.check_open {
+                let open = paths.open(&plan.key);
+                all.push(if plan.outbox {
+                    Op::check(open, 0)
+                } else {
+                    Op::delete(open, None)
+                });
                 parts.push((i, Part::Open));
             }
             if plan.outbox {
@@ -421,10 +444,20 @@ impl Ledger {
         }
     }
 
-    /// Every open span, oldest start first.
+    /// Every open span, oldest start first. Spans that have ended but wait
+    /// in the outbox keep their open entry until they are sent; they are
+    /// not listed.
     pub async fn open_spans(&self) -> Result<Vec<OpenSpan>, StoreError> {
+        let ended: std::collections::HashSet<String> = self
+            .keys(&self.inner.paths.outbox_dir())
+            .await?
+            .into_iter()
+            .collect();
         let mut spans = Vec::new();
         for key in self.keys(&self.inner.paths.open_dir()).await? {
+            if ended.contains(&key) {
+                continue;
+            }
             if let Some(entry) = self.read_open(&key).await? {
                 spans.push(OpenSpan {
                     key,

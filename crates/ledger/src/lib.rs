@@ -7,16 +7,17 @@
 //! `/dspans/spans`):
 //!
 //! ```text
-//! <root>/open/<span id>     one entry per started, not yet ended span:
-//!                           its span info and the path of its owning object
+//! <root>/open/<span id>     one entry per started, not yet sent span: its
+//!                           span info and the path of its owning object
 //! <root>/outbox/<span id>   one entry per ended span waiting for export
 //! <root>/claims/<span id>   ephemeral: the process exporting that entry
 //! ```
 //!
-//! - **One end.** [`Ledger::commit`] adds "delete the open entry, create the
+//! - **One end.** [`Ledger::commit`] adds "the open entry exists, create the
 //!   outbox entry" to the caller's own multi-operation (the compare-and-set
 //!   that records the end on the owning object). Exactly one of two racing
-//!   hosts succeeds; the other ends nothing.
+//!   hosts succeeds; the other ends nothing. The open entry is deleted with
+//!   the outbox entry once the span is sent.
 //! - **Nothing lost.** The outbox entry is written with the owner's change,
 //!   and deleted by an [`OutboxExporter`] only after the collector accepted
 //!   the span. A process killed at any point leaves the entry (its claim
@@ -40,7 +41,7 @@
 //! let mut ops = vec![Op::create(owner, info.to_json(), CreateMode::Persistent)];
 //! ops.extend(ledger.open_op(&info, owner)); // None for unsampled spans
 //! ledger.commit(ops, ledger.ends()).await?;
-//! // End: the owner's deletion, the open entry's deletion and the outbox
+//! // End: the owner's deletion, a check of the open entry and the outbox
 //! // entry in one transaction.
 //! let mut ends = ledger.ends();
 //! ends.push(tracer.finish_saved_span(Some(&info), EndOptions::new()));

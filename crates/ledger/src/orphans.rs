@@ -9,11 +9,23 @@ use crate::ledger::Ledger;
 impl Ledger {
     /// Ends, once, every open span whose owning object no longer exists:
     /// status ERROR, attribute `dspans.orphaned = true`, ended now. Safe to
-    /// run in any number of processes at once: an entry is ended only by
-    /// the transaction that deletes it. Returns how many spans it ended.
+    /// run in any number of processes at once: a span is ended only by the
+    /// transaction that creates its outbox entry. Returns how many spans it
+    /// ended.
     pub async fn sweep_orphans(&self) -> Result<usize, StoreError> {
         let store = self.store().clone();
-        let keys = self.keys(&self.paths().open_dir()).await?;
+        // Ended spans keep their open entry until they are sent.
+        let ended: std::collections::HashSet<String> = self
+            .keys(&self.paths().outbox_dir())
+            .await?
+            .into_iter()
+            .collect();
+        let keys: Vec<String> = self
+            .keys(&self.paths().open_dir())
+            .await?
+            .into_iter()
+            .filter(|key| !ended.contains(key))
+            .collect();
         {
             let mut owners = self.inner.owners.lock().expect("owner cache poisoned");
             let live: std::collections::HashSet<&String> = keys.iter().collect();

@@ -275,12 +275,22 @@ async fn an_absent_collector_loses_nothing(backend: Backend) {
         "exports to a closed port should fail"
     );
     assert_eq!(ledger.outbox_len().await.unwrap(), 4, "kept while failing");
+    // Ended, unsent spans keep their open entries, yet are neither listed
+    // as open nor ended again as orphans although their owners are gone.
+    let open_dir = ledger.paths().open_dir();
+    assert_eq!(store.children(&open_dir).await.unwrap().len(), 4);
+    assert!(ledger.open_spans().await.unwrap().is_empty());
+    assert_eq!(ledger.sweep_orphans().await.unwrap(), 0);
     let (sink, running) = receiver(port).await;
     sink.wait_for_spans(4, DEADLINE).await.unwrap();
     wait_outbox_empty(&ledger).await;
     stop(task, stop_tx).await;
     assert_eq!(sink.span_count(), 4);
     assert_eq!(stats.exported(), 4);
+    assert!(
+        store.children(&open_dir).await.unwrap().is_empty(),
+        "open entries go with the outbox entries once sent"
+    );
     running.shutdown().await.unwrap();
 }
 
