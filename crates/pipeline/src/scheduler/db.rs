@@ -181,3 +181,118 @@ pub async fn delete_tree_ops(store: &Arc<dyn Store>, path: &str) -> Result<Vec<O
     }
     Ok(ops)
 }
+
+#[cfg(test)]
+mod tests {
+    use dspans_store::{CountingStore, SqliteStore, StoreConfig};
+
+    use super::*;
+    use crate::model::ChangeQueue;
+
+    fn queue(items: &[&str]) -> ChangeQueue {
+        ChangeQueue {
+            pipeline: "check".into(),
+            name: "org/project".into(),
+            items: items.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    async fn stores(dir: &tempfile::TempDir) -> (Arc<CountingStore>, Arc<dyn Store>) {
+        let config = StoreConfig::sqlite(dir.path().join("store.db"));
+        let mine = SqliteStore::open(&config).await.unwrap();
+        let other = SqliteStore::open(&config).await.unwrap();
+        (
+            Arc::new(CountingStore::new(Arc::new(mine))),
+            Arc::new(other),
+        )
+    }
+
+    #[tokio::test]
+    async fn reads_come_from_memory_and_follow_own_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (counting, _) = stores(&dir).await;
+        let store: Arc<dyn Store> = counting.clone();
+        store
+            .create("/q", &queue(&[]).to_json().unwrap(), CreateMode::Persistent)
+            .await
+            .unwrap();
+        let cache = ObjectCache::default();
+        let mut first = cache
+            .read::<ChangeQueue>(&store, "/q")
+            .await
+            .unwrap()
+            .unwrap();
+        let before = counting.round_trips();
+        assert_eq!(
+            cache
+                .read::<ChangeQueue>(&store, "/q")
+                .await
+                .unwrap()
+                .unwrap()
+                .version,
+            first.version
+        );
+        assert_eq!(counting.round_trips(), before, "second read from memory");
+
+        first.value.items.push("a".into());
+        let ops = [first.set_op().unwrap()];
+        let effects = cache.effects(&ops);
+        let results = store.multi(&ops).await.unwrap();
+        cache.apply(effects, &results);
+        let after = counting.round_trips();
+        let read = cache
+            .read::<ChangeQueue>(&store, "/q")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(counting.round_trips(), after, "own write remembered");
+        assert_eq!(read.value.items, vec!["a".to_string()]);
+        assert_eq!(
+            read.version,
+            store.get("/q").await.unwrap().unwrap().stat.version
+        );
+
+        let ops = [Op::delete("/q", Some(read.version))];
+        let effects = cache.effects(&ops);
+        let results = store.multi(&ops).await.unwrap();
+        cache.apply(effects, &results);
+        assert!(cache
+            .read::<ChangeQueue>(&store, "/q")
+            .await
+            .unwrap()
+            .is_none());
+    }
+
+    #[tokio::test]
+    async fn a_change_behind_its_back_fails_the_write_and_clear_recovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let (counting, other) = stores(&dir).await;
+        let store: Arc<dyn Store> = counting.clone();
+        store
+            .create("/q", &queue(&[]).to_json().unwrap(), CreateMode::Persistent)
+            .await
+            .unwrap();
+        let cache = ObjectCache::default();
+        let mut stale = cache
+            .read::<ChangeQueue>(&store, "/q")
+            .await
+            .unwrap()
+            .unwrap();
+        // Another process (a scheduler that took the lock over) writes.
+        other
+            .set("/q", &queue(&["b"]).to_json().unwrap(), None)
+            .await
+            .unwrap();
+        stale.value.items.push("a".into());
+        let error = store.multi(&[stale.set_op().unwrap()]).await.unwrap_err();
+        assert!(error.is_bad_version(), "{error}");
+        cache.clear();
+        let fresh = cache
+            .read::<ChangeQueue>(&store, "/q")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(fresh.value.items, vec!["b".to_string()]);
+        assert_eq!(fresh.version, stale.version + 1);
+    }
+}
