@@ -259,21 +259,11 @@ pub(crate) async fn read_status(config: &Config, store: &Arc<dyn Store>) -> anyh
             items,
         });
     }
-    let spans = dspans_ledger::LedgerPaths::new(layout.spans());
-    // An ended span keeps its open entry until it is sent.
-    let outbox: std::collections::HashSet<String> = children(store, &spans.outbox_dir())
-        .await?
-        .into_iter()
-        .collect();
-    let open_spans = children(store, &spans.open_dir())
-        .await?
-        .iter()
-        .filter(|key| !outbox.contains(*key))
-        .count();
+    let ledger = dspans_ledger::Ledger::new(store.clone(), layout.spans());
     Ok(Status {
         trigger_events,
-        open_spans,
-        outbox: outbox.len(),
+        open_spans: ledger.open_keys().await?.len(),
+        outbox: ledger.outbox_len().await?,
         pipelines,
     })
 }

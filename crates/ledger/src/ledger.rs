@@ -448,16 +448,8 @@ impl Ledger {
     /// in the outbox keep their open entry until they are sent; they are
     /// not listed.
     pub async fn open_spans(&self) -> Result<Vec<OpenSpan>, StoreError> {
-        let ended: std::collections::HashSet<String> = self
-            .keys(&self.inner.paths.outbox_dir())
-            .await?
-            .into_iter()
-            .collect();
         let mut spans = Vec::new();
-        for key in self.keys(&self.inner.paths.open_dir()).await? {
-            if ended.contains(&key) {
-                continue;
-            }
+        for key in self.open_keys().await? {
             if let Some(entry) = self.read_open(&key).await? {
                 spans.push(OpenSpan {
                     key,
@@ -468,6 +460,20 @@ impl Ledger {
         }
         spans.sort_by_key(|s| s.span.start_time);
         Ok(spans)
+    }
+
+    /// Keys of the spans started and not yet ended: open entries without
+    /// an outbox entry (an ended span keeps its open entry until it is
+    /// sent). Two listings, no reads.
+    pub async fn open_keys(&self) -> Result<Vec<String>, StoreError> {
+        let ended: std::collections::HashSet<String> = self
+            .keys(&self.inner.paths.outbox_dir())
+            .await?
+            .into_iter()
+            .collect();
+        let mut keys = self.keys(&self.inner.paths.open_dir()).await?;
+        keys.retain(|key| !ended.contains(key));
+        Ok(keys)
     }
 
     /// Number of ended spans waiting for export.

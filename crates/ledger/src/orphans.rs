@@ -14,18 +14,7 @@ impl Ledger {
     /// ended.
     pub async fn sweep_orphans(&self) -> Result<usize, StoreError> {
         let store = self.store().clone();
-        // Ended spans keep their open entry until they are sent.
-        let ended: std::collections::HashSet<String> = self
-            .keys(&self.paths().outbox_dir())
-            .await?
-            .into_iter()
-            .collect();
-        let keys: Vec<String> = self
-            .keys(&self.paths().open_dir())
-            .await?
-            .into_iter()
-            .filter(|key| !ended.contains(key))
-            .collect();
+        let keys = self.open_keys().await?;
         {
             let mut owners = self.inner.owners.lock().expect("owner cache poisoned");
             let live: std::collections::HashSet<&String> = keys.iter().collect();

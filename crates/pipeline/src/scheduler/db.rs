@@ -197,10 +197,16 @@ mod tests {
         }
     }
 
+    /// This scheduler's store (counted), another process's store on the
+    /// same file, and an empty queue object at `/q`.
     async fn stores(dir: &tempfile::TempDir) -> (Arc<CountingStore>, Arc<dyn Store>) {
         let config = StoreConfig::sqlite(dir.path().join("store.db"));
         let mine = SqliteStore::open(&config).await.unwrap();
         let other = SqliteStore::open(&config).await.unwrap();
+        other
+            .create("/q", &queue(&[]).to_json().unwrap(), CreateMode::Persistent)
+            .await
+            .unwrap();
         (
             Arc::new(CountingStore::new(Arc::new(mine))),
             Arc::new(other),
@@ -212,10 +218,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (counting, _) = stores(&dir).await;
         let store: Arc<dyn Store> = counting.clone();
-        store
-            .create("/q", &queue(&[]).to_json().unwrap(), CreateMode::Persistent)
-            .await
-            .unwrap();
         let cache = ObjectCache::default();
         let mut first = cache
             .read::<ChangeQueue>(&store, "/q")
@@ -268,10 +270,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (counting, other) = stores(&dir).await;
         let store: Arc<dyn Store> = counting.clone();
-        store
-            .create("/q", &queue(&[]).to_json().unwrap(), CreateMode::Persistent)
-            .await
-            .unwrap();
         let cache = ObjectCache::default();
         let mut stale = cache
             .read::<ChangeQueue>(&store, "/q")

@@ -116,30 +116,7 @@ async fn enqueue_item_in(
     // A queue this scheduler has read exists, and so do the directories
     // made before it.
     if !s.cache.contains(&queue_path) {
-        s.store.create_all(&layout.items(pipeline), b"").await?;
-        s.store.create_all(&layout.reports(pipeline), b"").await?;
-    }
-    if !s.cache.contains(&queue_path) && s.store.exists(&queue_path).await?.is_none() {
-        let empty = ChangeQueue {
-            pipeline: pipeline.to_string(),
-            name: queue_name.clone(),
-            items: Vec::new(),
-        };
-        s.store
-            .create_all(&layout.change_queues(pipeline), b"")
-            .await?;
-        match s
-            .store
-            .create(
-                &queue_path,
-                &empty.to_json()?,
-                dspans_store::CreateMode::Persistent,
-            )
-            .await
-        {
-            Ok(_) | Err(dspans_store::StoreError::NodeExists { .. }) => {}
-            Err(error) => return Err(error.into()),
-        }
+        ensure_queue(s, pipeline, &queue_name, &queue_path).await?;
     }
     let Some(mut queue) = s.read::<ChangeQueue>(&queue_path).await? else {
         return Ok(());
@@ -243,5 +220,40 @@ pub(super) fn new_buildset(
         result: None,
         started_by: Some(s.name.clone()),
         span_info: spans::start_child(&s.tracer, "BuildSet", item_span, Timestamp::now(), links),
+    }
+}
+
+/// Creates the pipeline's directories and the change queue where missing.
+async fn ensure_queue(
+    s: &Scheduler,
+    pipeline: &str,
+    queue_name: &str,
+    queue_path: &str,
+) -> Result<(), StepError> {
+    let layout = &s.layout;
+    s.store.create_all(&layout.items(pipeline), b"").await?;
+    s.store.create_all(&layout.reports(pipeline), b"").await?;
+    if s.store.exists(queue_path).await?.is_some() {
+        return Ok(());
+    }
+    let empty = ChangeQueue {
+        pipeline: pipeline.to_string(),
+        name: queue_name.to_string(),
+        items: Vec::new(),
+    };
+    s.store
+        .create_all(&layout.change_queues(pipeline), b"")
+        .await?;
+    match s
+        .store
+        .create(
+            queue_path,
+            &empty.to_json()?,
+            dspans_store::CreateMode::Persistent,
+        )
+        .await
+    {
+        Ok(_) | Err(dspans_store::StoreError::NodeExists { .. }) => Ok(()),
+        Err(error) => Err(error.into()),
     }
 }
