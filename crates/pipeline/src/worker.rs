@@ -165,6 +165,7 @@ pub(crate) async fn serve<F, W>(
     }
     let abort = Abort::new();
     let mut watch = None;
+    let mut stale_locks_possible = false;
     loop {
         if watch.is_none() {
             match queue.watch().await {
@@ -181,6 +182,20 @@ pub(crate) async fn serve<F, W>(
         };
         if stop_now {
             return;
+        }
+        if stale_locks_possible {
+            match queue.release_stale_locks(name).await {
+                Ok(ids) => {
+                    stale_locks_possible = false;
+                    if !ids.is_empty() {
+                        tracing::warn!(worker = %name, requests = ?ids,
+                            "freed request locks taken while the store connection was lost");
+                    }
+                }
+                Err(error) => {
+                    tracing::debug!(worker = %name, %error, "cannot look for stale locks yet")
+                }
+            }
         }
         let claimed = queue.claim_next(name).await;
         match claimed {
@@ -208,6 +223,7 @@ pub(crate) async fn serve<F, W>(
             Err(error) => {
                 tracing::warn!(worker = %name, %error, "cannot read the queue");
                 watch = None;
+                stale_locks_possible = true;
             }
         }
         let ended = tokio::select! {

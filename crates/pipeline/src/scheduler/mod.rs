@@ -28,11 +28,12 @@ mod trigger;
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dspans_ledger::{Ledger, SpanEnds};
-use dspans_store::recipes::{JobQueue, Lock, LockGuard};
+use dspans_store::recipes::{JobQueue, Lock, LockGuard, REQUEUE_HOLDER};
 use dspans_store::{Op, OpResult, Store};
 use durable_spans::DurableTracer;
 
@@ -61,6 +62,8 @@ pub struct Scheduler {
     ledger: Ledger,
     name: String,
     cache: ObjectCache,
+    /// A look for orphaned requests failed: it may have left a lock.
+    requeue_failed: AtomicBool,
 }
 
 impl Scheduler {
@@ -80,6 +83,7 @@ impl Scheduler {
             layout,
             name: name.into(),
             cache: ObjectCache::default(),
+            requeue_failed: AtomicBool::new(false),
         }
     }
 
@@ -168,14 +172,26 @@ impl Scheduler {
 
     /// Hands requests claimed by dead workers back to their queues.
     async fn requeue_orphans(&self) {
+        let stale_locks_possible = self.requeue_failed.swap(false, Ordering::Relaxed);
         for queue in [self.layout.executor_queue(), self.layout.merger_queue()] {
             let queue = JobQueue::new(self.store.clone(), queue);
+            // A failed look may have left one of its short-lived locks
+            // behind (see `JobQueue::release_stale_locks`).
+            if stale_locks_possible {
+                if let Err(error) = queue.release_stale_locks(REQUEUE_HOLDER).await {
+                    tracing::debug!(%error, "cannot look for stale locks yet");
+                    self.requeue_failed.store(true, Ordering::Relaxed);
+                }
+            }
             match queue.requeue_orphans().await {
                 Ok(ids) if !ids.is_empty() => {
                     tracing::warn!(requests = ?ids, "requests of dead workers handed back for a retry")
                 }
                 Ok(_) => {}
-                Err(error) => tracing::debug!(%error, "cannot look for orphaned requests"),
+                Err(error) => {
+                    tracing::debug!(%error, "cannot look for orphaned requests");
+                    self.requeue_failed.store(true, Ordering::Relaxed);
+                }
             }
         }
     }

@@ -94,6 +94,10 @@ impl Claim {
     }
 }
 
+/// The holder name of the locks [`JobQueue::requeue_orphans`] takes for a
+/// moment while it hands a request back.
+pub const REQUEUE_HOLDER: &str = "requeue";
+
 /// The stored form of a new request; `path` names it in errors.
 fn requested_record<T: Serialize + ?Sized>(request: &T, path: &str) -> Result<Vec<u8>> {
     let request = serde_json::value::to_raw_value(request).map_err(|e| super::json_err(path, e))?;
@@ -441,7 +445,7 @@ impl JobQueue {
                 continue;
             }
             let lock = self.lock_for(&job.id);
-            let Some(guard) = lock.try_acquire(b"requeue").await? else {
+            let Some(guard) = lock.try_acquire(REQUEUE_HOLDER.as_bytes()).await? else {
                 continue; // its worker still holds it
             };
             if let Some(mut current) = self.get(&job.id).await? {
@@ -492,6 +496,37 @@ impl JobQueue {
             guard.release().await?;
         }
         Ok(handed_back)
+    }
+
+    /// Deletes the request locks that this session holds under `worker`'s
+    /// name; returns the ids of their requests. For a worker that holds no
+    /// claim: after a store error a lock may have been taken without the
+    /// answer arriving (a connection lost mid-request), and such a lock,
+    /// held by a live session, would keep its request unclaimed forever.
+    pub async fn release_stale_locks(&self, worker: &str) -> Result<Vec<String>> {
+        let locks = join_path(&self.root, "locks");
+        let ids = match self.store.children(&locks).await {
+            Ok(ids) => ids,
+            Err(StoreError::NoNode { .. }) => return Ok(Vec::new()),
+            Err(err) => return Err(err),
+        };
+        let session = self.store.session_id();
+        let mut released = Vec::new();
+        for id in ids {
+            let path = join_path(&locks, &id);
+            let Some(node) = self.store.get(&path).await? else {
+                continue;
+            };
+            if node.stat.owner_session != session || node.data != worker.as_bytes() {
+                continue;
+            }
+            match self.store.delete(&path, Some(node.stat.version)).await {
+                Ok(()) => released.push(id),
+                Err(err) if err.is_no_node() || err.is_bad_version() => {}
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(released)
     }
 
     /// Notifies submissions and removals of requests.

@@ -7,7 +7,7 @@ mod jobs;
 mod lock;
 
 pub use events::{Event, EventQueue};
-pub use jobs::{Claim, Job, JobQueue, JobRecord, JobState};
+pub use jobs::{Claim, Job, JobQueue, JobRecord, JobState, REQUEUE_HOLDER};
 pub use lock::{Lock, LockGuard};
 
 use crate::error::StoreError;

@@ -39,6 +39,7 @@ const CASES: &[(&str, CaseFn)] = cases![
     recipes::lock_holder_learns_of_lost_session,
     recipes::job_queue_lifecycle,
     recipes::orphaned_jobs_are_requeued,
+    recipes::a_lock_whose_answer_was_lost_is_freed,
     recipes::event_queue_in_order,
     process::sigkilled_holder_loses_node_and_lock,
     process::competing_processes_claim_each_job_once,

@@ -150,6 +150,34 @@ pub async fn orphaned_jobs_are_requeued(env: Env) -> anyhow::Result<()> {
     Ok(())
 }
 
+pub async fn a_lock_whose_answer_was_lost_is_freed(env: Env) -> anyhow::Result<()> {
+    let store = env.open().await;
+    let queue = JobQueue::new(store.clone(), env.path("jobs"));
+    let id = queue.submit(&json!({"n": 1})).await?;
+    // The worker's lock was created, but its answer never arrived: nobody
+    // holds a guard for it.
+    let lock = Lock::new(store.clone(), format!("{}/locks/{id}", env.path("jobs")));
+    std::mem::forget(lock.try_acquire(b"w1").await?.context("lock")?);
+    let other = Lock::new(store.clone(), format!("{}/locks/other", env.path("jobs")));
+    std::mem::forget(other.try_acquire(b"w2").await?.context("other lock")?);
+    ensure!(
+        queue.claim_next("w1").await?.is_none(),
+        "stuck while locked"
+    );
+    let freed = queue.release_stale_locks("w1").await?;
+    ensure!(freed == [id.clone()], "freed {freed:?}");
+    ensure!(
+        store
+            .exists(&format!("{}/locks/other", env.path("jobs")))
+            .await?
+            .is_some(),
+        "another worker's lock is left alone"
+    );
+    let claim = queue.claim_next("w1").await?.context("claimable again")?;
+    ensure!(claim.job.id == id);
+    Ok(())
+}
+
 pub async fn event_queue_in_order(env: Env) -> anyhow::Result<()> {
     let a = env.open().await;
     let b = env.open().await;
