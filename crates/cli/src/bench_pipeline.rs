@@ -249,6 +249,7 @@ async fn run_once(
     let client = pipeline_cmd::tracer(&config, Kind::Scheduler, "bench-enqueue")?;
     let before: Vec<u64> = stores.iter().map(|s| s.round_trips()).collect();
     let writes_before: u64 = stores.iter().map(|s| s.writes()).sum();
+    let waited_before: Vec<Duration> = stores.iter().map(|s| s.waited()).collect();
     let started = Instant::now();
     for n in 1..=args.items {
         let change = ChangeRef {
@@ -285,6 +286,12 @@ async fn run_once(
         .map(|(s, before)| s.round_trips() - before)
         .collect();
     let round_trips: u64 = per_component.iter().sum();
+    let waited_ms: Vec<f64> = stores
+        .iter()
+        .zip(&waited_before)
+        .map(|(s, before)| (s.waited() - *before).as_secs_f64() * 1000.0)
+        .collect();
+    let ms_per_item = |ms: f64| (ms / args.items as f64 * 100.0).round() / 100.0;
     let per_item = |n: u64| (n as f64 / args.items as f64 * 10.0).round() / 10.0;
     let writes: u64 = stores.iter().map(|s| s.writes()).sum::<u64>() - writes_before;
     stop.send(true)?;
@@ -313,6 +320,12 @@ async fn run_once(
                 "enqueue": per_item(per_component[3]),
             },
             "store_writes_per_item": per_item(writes),
+            "store_wait_ms_per_item_by_component": {
+                "scheduler": ms_per_item(waited_ms[0]),
+                "executor": ms_per_item(waited_ms[1]),
+                "merger": ms_per_item(waited_ms[2]),
+                "enqueue": ms_per_item(waited_ms[3]),
+            },
             "spans_exported": spans,
     }))
 }

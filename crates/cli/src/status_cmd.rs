@@ -260,10 +260,11 @@ pub(crate) async fn read_status(config: &Config, store: &Arc<dyn Store>) -> anyh
         });
     }
     let ledger = dspans_ledger::Ledger::new(store.clone(), layout.spans());
+    let (open_spans, outbox) = ledger.counts().await?;
     Ok(Status {
         trigger_events,
-        open_spans: ledger.open_keys().await?.len(),
-        outbox: ledger.outbox_len().await?,
+        open_spans,
+        outbox,
         pipelines,
     })
 }

@@ -9,13 +9,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dspans_store::{CreateMode, Op, StoreError};
-use durable_spans::{DurableTracer, FinishedSpan};
+use durable_spans::DurableTracer;
 use opentelemetry::InstrumentationScope;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::entry::{Entry, Exporter};
 use crate::ledger::{Ledger, Pending};
 
 /// How an [`OutboxExporter`] paces itself.
@@ -25,8 +26,9 @@ pub struct ExporterOptions {
     pub max_batch: usize,
     /// How long the first span of a batch waits for company. Default 50 ms.
     pub batch_delay: Duration,
-    /// How often the outbox is listed for entries nobody exports (left by
-    /// dead processes, or beyond this process's memory). Default 1 s.
+    /// How often the outbox is listed for ended spans nobody exports (ended
+    /// without an exporter, beyond this process's memory, or left by a
+    /// process found gone). Default 1 s.
     pub sweep_interval: Duration,
     /// How often open spans whose owner is gone are ended as orphans;
     /// `None` (the default) leaves that to other processes.
@@ -61,6 +63,7 @@ pub struct ExporterStats {
     failed_exports: AtomicU64,
     swept: AtomicU64,
     orphans: AtomicU64,
+    receiving: std::sync::atomic::AtomicBool,
 }
 
 impl ExporterStats {
@@ -74,7 +77,7 @@ impl ExporterStats {
         self.failed_exports.load(Ordering::Relaxed)
     }
 
-    /// Entries taken over from the outbox by a sweep.
+    /// Spans taken over from the outbox by a sweep.
     pub fn swept(&self) -> u64 {
         self.swept.load(Ordering::Relaxed)
     }
@@ -82,6 +85,12 @@ impl ExporterStats {
     /// Orphaned spans this exporter ended.
     pub fn orphans(&self) -> u64 {
         self.orphans.load(Ordering::Relaxed)
+    }
+
+    /// Whether the exporter announced itself and receives the spans its
+    /// process ends (until then they wait in the outbox).
+    pub fn is_receiving(&self) -> bool {
+        self.receiving.load(Ordering::Relaxed)
     }
 }
 
@@ -122,9 +131,19 @@ pub struct OutboxExporter {
     exporter: Box<dyn Export>,
     scope: InstrumentationScope,
     name: String,
+    me: Exporter,
     queue: Option<mpsc::Receiver<Pending>>,
+    sender: Option<mpsc::Sender<Pending>>,
     options: ExporterOptions,
     stats: Arc<ExporterStats>,
+}
+
+/// The running exporters as last seen: the presence directory's child
+/// version and children.
+#[derive(Debug, Default)]
+struct Presence {
+    version: Option<i32>,
+    sessions: HashSet<String>,
 }
 
 impl std::fmt::Debug for OutboxExporter {
@@ -139,9 +158,9 @@ impl std::fmt::Debug for OutboxExporter {
 impl OutboxExporter {
     /// An exporter for `ledger`'s outbox, sending through `exporter` with
     /// `tracer`'s resource (spans that name no scope of their own go under
-    /// its scope). `name` marks this process's claims. The first exporter
-    /// made for a ledger also receives the spans that ledger's transactions
-    /// end.
+    /// its scope). `name` marks the spans it sends. The first exporter of a
+    /// ledger to run also receives the spans that ledger's transactions end
+    /// from then on.
     pub fn new<E: SpanExporter + 'static>(
         ledger: &Ledger,
         mut exporter: E,
@@ -152,8 +171,11 @@ impl OutboxExporter {
         exporter.set_resource(tracer.resource());
         let scope = tracer.scope().clone();
         let name = name.into();
+        let (sender, queue) = mpsc::channel(ledger.limits().local_queue.max(1));
         OutboxExporter {
-            queue: ledger.attach(&name),
+            me: Exporter::new(&name, ledger.store().session_id()),
+            queue: Some(queue),
+            sender: Some(sender),
             ledger: ledger.clone(),
             exporter: Box::new(exporter),
             scope,
@@ -170,7 +192,8 @@ impl OutboxExporter {
 
     /// Exports until `shutdown` resolves, then tries for
     /// [`ExporterOptions::drain_timeout`] to send what it holds; anything
-    /// left stays in the outbox (claims released) for other exporters.
+    /// left stays in the outbox (marked, claims released) for other
+    /// exporters.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         let opts = self.options;
@@ -181,9 +204,7 @@ impl OutboxExporter {
         let mut next_sweep = Instant::now();
         let mut next_orphans = opts.orphan_interval.map(|i| Instant::now() + i);
         let mut undeleted: Vec<String> = Vec::new();
-        if let Err(error) = self.free_predecessor_claims().await {
-            tracing::warn!(%error, "cannot look for claims of a previous run");
-        }
+        let mut presence = self.start().await;
         loop {
             let now = Instant::now();
             let healthy = retry_at.is_none();
@@ -200,6 +221,9 @@ impl OutboxExporter {
             }
             if healthy && now >= next_sweep {
                 self.retry_deletions(&mut undeleted).await;
+                if let Err(error) = self.watch_exporters(&mut presence).await {
+                    tracing::warn!(%error, "cannot look for exporters that are gone");
+                }
                 if pending.len() < opts.max_batch {
                     let was_empty = pending.is_empty();
                     if let Err(error) = self.sweep(&mut pending).await {
@@ -277,13 +301,135 @@ impl OutboxExporter {
         self.drain(pending, undeleted).await;
     }
 
+    /// Announces this exporter, takes the spans its transactions end from
+    /// now on, and marks for sending the spans that exporters now gone
+    /// (this process's predecessor under the same name among them) had
+    /// ended and not sent. Problems are logged: the sweeps try again.
+    async fn start(&mut self) -> Presence {
+        let mut presence = Presence::default();
+        let announced = async {
+            self.ledger.ensure_layout().await?;
+            let path = self.ledger.paths().exporter(&self.me.session);
+            match self
+                .ledger
+                .store()
+                .create(&path, self.name.as_bytes(), CreateMode::Ephemeral)
+                .await
+            {
+                Ok(_) => Ok(()),
+                Err(error) if error.is_node_exists() => Ok(()),
+                Err(error) => Err(error),
+            }
+        };
+        match announced.await {
+            Ok(()) => {
+                // Spans are marked as this exporter's only once others can
+                // see it running.
+                if let Some(sender) = self.sender.take() {
+                    if self.ledger.attach(self.me.id(), sender) {
+                        self.stats.receiving.store(true, Ordering::Relaxed);
+                    } else {
+                        tracing::debug!(name = %self.name, "another exporter takes this ledger's spans");
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot announce the span exporter; spans ended here wait in the outbox");
+            }
+        }
+        if let Err(error) = self.free_predecessor_claims().await {
+            tracing::warn!(%error, "cannot look for claims of a previous run");
+        }
+        if let Err(error) = self.watch_exporters(&mut presence).await {
+            tracing::warn!(%error, "cannot look for exporters that are gone");
+        }
+        if let Err(error) = self.take_over().await {
+            tracing::warn!(%error, "cannot look for spans of exporters that are gone");
+            presence.version = None;
+        }
+        presence
+    }
+
+    /// Compares the running exporters with the last look; when one went
+    /// away since, marks the spans it left. One round trip when nothing
+    /// changed.
+    async fn watch_exporters(&self, presence: &mut Presence) -> Result<(), StoreError> {
+        let dir = self.ledger.paths().exporters_dir();
+        let store = self.ledger.store();
+        let Some(stat) = store.exists(&dir).await? else {
+            return Ok(());
+        };
+        if presence.version == Some(stat.cversion) {
+            return Ok(());
+        }
+        let sessions: HashSet<String> = self.ledger.keys(&dir).await?.into_iter().collect();
+        let added = sessions.difference(&presence.sessions).count() as i64;
+        // The child version counts creations and deletions: more changes
+        // than new children means one went away, even one never seen.
+        let changes = match presence.version {
+            Some(version) => i64::from(stat.cversion) - i64::from(version),
+            None => added,
+        };
+        let first_look = presence.version.is_none();
+        presence.version = Some(stat.cversion);
+        presence.sessions = sessions;
+        if !first_look && changes > added {
+            if let Err(error) = self.take_over().await {
+                presence.version = None;
+                return Err(error);
+            }
+        }
+        Ok(())
+    }
+
+    /// Marks for any exporter the ended spans whose exporter is not running
+    /// (or is this process's predecessor). Reads every entry, so it runs
+    /// only at start and when an exporter went away.
+    async fn take_over(&self) -> Result<(), StoreError> {
+        let mut orphaned = Vec::new();
+        for key in self.ledger.keys(&self.ledger.paths().open_dir()).await? {
+            let Some(Entry::Ended(entry)) = self.ledger.read_entry(&key).await? else {
+                continue;
+            };
+            let Some(by) = Exporter::parse(&entry.ended_by) else {
+                continue; // no exporter: it has a marker
+            };
+            orphaned.push((key, by));
+        }
+        if orphaned.is_empty() {
+            return Ok(());
+        }
+        // Running exporters are listed after the entries were read: an
+        // exporter named in an entry announced itself before writing it,
+        // so if it is missing now, it is gone.
+        let running: HashSet<String> = self
+            .ledger
+            .keys(&self.ledger.paths().exporters_dir())
+            .await?
+            .into_iter()
+            .collect();
+        let mut marked = 0;
+        for (key, by) in orphaned {
+            let predecessor = by.name == self.me.name && by.session != self.me.session;
+            if by == self.me || (running.contains(&by.session) && !predecessor) {
+                continue;
+            }
+            self.ledger.add_marker(&key).await;
+            marked += 1;
+        }
+        if marked > 0 {
+            tracing::info!(spans = marked, "ended spans of exporters that are gone, marked for sending");
+        }
+        Ok(())
+    }
+
     /// Frees the claims that a dead process of the same name left: its
     /// session may outlive it by the session timeout, and the spans it
     /// claimed would wait that long.
     async fn free_predecessor_claims(&self) -> Result<(), StoreError> {
         let store = self.ledger.store();
         let paths = self.ledger.paths();
-        let mine = self.ledger.claim_data(&self.name);
+        let mine = self.me.id();
         let prefix = format!("{}\n", self.name);
         let mut freed = 0;
         for key in self.ledger.keys(&paths.claims_dir()).await? {
@@ -358,8 +504,14 @@ impl OutboxExporter {
                 pending.push(p);
             }
         }
+        // What is left goes to the outbox for other exporters.
         for p in &pending {
-            self.ledger.release_claim(&p.key).await;
+            if p.swept {
+                self.ledger.release_claim(&p.key).await;
+            } else {
+                self.ledger.add_marker(&p.key).await;
+                self.ledger.settled(1);
+            }
         }
         self.retry_deletions(&mut undeleted).await;
         if !undeleted.is_empty() {
@@ -379,54 +531,62 @@ impl OutboxExporter {
         self.exporter.export(batch).await
     }
 
-    /// Deletes the open entries, outbox entries and claims of spans the
-    /// collector accepted. Keys whose entries could not be deleted stay
-    /// claimed and go to `undeleted`, to be tried again: an unclaimed entry
-    /// would be sent again.
+    /// Deletes the entries (and, for swept spans, the outbox markers and
+    /// claims) of spans the collector accepted. Keys whose entries could
+    /// not be deleted go to `undeleted`, to be tried again (swept ones stay
+    /// claimed meanwhile).
     async fn delete_sent(&self, pending: &[Pending], undeleted: &mut Vec<String>) {
         self.stats
             .exported
             .fetch_add(pending.len() as u64, Ordering::Relaxed);
+        let own = pending.iter().filter(|p| !p.swept).count();
         // 100 spans per multi-operation keeps each one small.
         for chunk in pending.chunks(100) {
             let paths = self.ledger.paths();
-            let mut ops = Vec::with_capacity(chunk.len() * 3);
+            let mut ops = Vec::with_capacity(chunk.len());
             for p in chunk {
-                if p.open {
-                    ops.push(Op::delete(paths.open(&p.key), None));
+                ops.push(Op::delete(paths.open(&p.key), None));
+                if p.swept {
+                    ops.push(Op::delete(paths.outbox(&p.key), None));
+                    ops.push(Op::delete(paths.claim(&p.key), None));
                 }
-                ops.push(Op::delete(paths.outbox(&p.key), None));
-                ops.push(Op::delete(paths.claim(&p.key), None));
             }
             if self.ledger.store().multi(&ops).await.is_ok() {
                 continue;
             }
-            // One of them is gone already (an open entry never written, a
-            // claim lost with a session), or the store failed: one by one.
+            // One of them is gone already (a marker deleted by an earlier
+            // attempt, a claim lost with a session), or the store failed:
+            // one by one.
             for p in chunk {
-                if !self.delete_entry(&p.key).await {
+                if !self.delete_entry(&p.key, p.swept).await {
                     undeleted.push(p.key.clone());
                 }
             }
         }
+        self.ledger.settled(own);
     }
 
-    /// Deletes an exported span's open entry, then its outbox entry, then
-    /// its claim; false (claim kept) when an entry could not be deleted.
-    /// The open entry goes first: an outbox entry left behind only sends
-    /// the span again, an open entry left behind would end it again.
-    async fn delete_entry(&self, key: &str) -> bool {
+    /// Deletes a sent span's entry, then its outbox marker and claim; false
+    /// when something could not be deleted. The entry goes first: a marker
+    /// left behind only leads a sweep to a missing entry.
+    async fn delete_entry(&self, key: &str, swept: bool) -> bool {
         let paths = self.ledger.paths();
-        for path in [paths.open(key), paths.outbox(key)] {
+        let mut paths_to_delete = vec![paths.open(key)];
+        if swept {
+            paths_to_delete.push(paths.outbox(key));
+        }
+        for path in paths_to_delete {
             match self.ledger.store().delete(&path, None).await {
                 Ok(()) | Err(StoreError::NoNode { .. }) => {}
                 Err(error) => {
-                    tracing::warn!(%error, %path, "exported span's entry not deleted yet; will try again");
+                    tracing::warn!(%error, %path, "sent span's entry not deleted yet; will try again");
                     return false;
                 }
             }
         }
-        self.ledger.release_claim(key).await;
+        if swept {
+            self.ledger.release_claim(key).await;
+        }
         true
     }
 
@@ -434,27 +594,26 @@ impl OutboxExporter {
     async fn retry_deletions(&self, undeleted: &mut Vec<String>) {
         let keys = std::mem::take(undeleted);
         for key in keys {
-            if !self.delete_entry(&key).await {
+            // Marker and claim too: deleting what is missing is harmless.
+            if !self.delete_entry(&key, true).await {
                 undeleted.push(key);
             }
         }
     }
 
-    /// Updates the ledger's "full" state from the outbox's size.
+    /// Updates the ledger's "full" state from the number of outbox markers.
     async fn count_outbox(&self) -> Result<(), StoreError> {
         let keys = self.ledger.keys(&self.ledger.paths().outbox_dir()).await?;
-        let limit = self.ledger.limits().max_outbox;
-        self.ledger.set_full(keys.len() >= limit, keys.len());
+        self.ledger.set_markers(keys.len());
         Ok(())
     }
 
-    /// Lists the outbox, updates the ledger's "full" state, and claims
-    /// entries nobody else holds.
+    /// Lists the outbox markers, updates the ledger's "full" state, and
+    /// claims the spans nobody else holds.
     async fn sweep(&self, pending: &mut Vec<Pending>) -> Result<(), StoreError> {
         let paths = self.ledger.paths();
         let keys = self.ledger.keys(&paths.outbox_dir()).await?;
-        let limit = self.ledger.limits().max_outbox;
-        self.ledger.set_full(keys.len() >= limit, keys.len());
+        self.ledger.set_markers(keys.len());
         if keys.is_empty() {
             return Ok(());
         }
@@ -473,7 +632,7 @@ impl OutboxExporter {
             match store
                 .create(
                     &paths.claim(&key),
-                    self.ledger.claim_data(&self.name).as_bytes(),
+                    self.me.id().as_bytes(),
                     CreateMode::Ephemeral,
                 )
                 .await
@@ -482,32 +641,35 @@ impl OutboxExporter {
                 Err(e) if e.is_node_exists() => continue,
                 Err(e) => return Err(e),
             }
-            let Some(node) = store.get(&paths.outbox(&key)).await? else {
-                self.ledger.release_claim(&key).await;
-                continue;
-            };
-            let text = String::from_utf8_lossy(&node.data);
-            match FinishedSpan::from_json(&text) {
-                Ok(span) => {
-                    // Swept entries may still have an open entry.
+            match self.ledger.read_entry(&key).await? {
+                Some(Entry::Ended(entry)) => {
                     pending.push(Pending {
                         key,
-                        span,
-                        open: true,
+                        span: entry.finished,
+                        swept: true,
                     });
                     taken += 1;
                 }
-                Err(error) => {
-                    tracing::error!(entry = %paths.outbox(&key), %error, "unreadable outbox entry");
-                    self.ledger
-                        .count_drop(&key, "?", "its outbox entry is unreadable");
+                Some(Entry::Open(_)) => {
+                    // A marker without an ended span: left by an end whose
+                    // transaction failed after writing it.
+                    let _ = store.delete(&paths.outbox(&key), None).await;
+                    self.ledger.release_claim(&key).await;
+                }
+                None => {
+                    // Already sent (a marker left by a failed deletion), or
+                    // unreadable (`read_entry` logged it).
+                    if store.exists(&paths.open(&key)).await?.is_some() {
+                        self.ledger.count_drop(&key, "?", "its entry is unreadable");
+                        let _ = store.delete(&paths.open(&key), None).await;
+                    }
                     let _ = store.delete(&paths.outbox(&key), None).await;
                     self.ledger.release_claim(&key).await;
                 }
             }
         }
         if taken > 0 {
-            tracing::debug!(spans = taken, "outbox entries taken over");
+            tracing::debug!(spans = taken, "outbox spans taken over");
             self.stats.swept.fetch_add(taken, Ordering::Relaxed);
         }
         Ok(())

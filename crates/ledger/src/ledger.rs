@@ -1,28 +1,31 @@
-//! [`Ledger`]: the open entries and the outbox, written in the caller's own
+//! [`Ledger`]: the span entries and the outbox, written in the caller's own
 //! transactions.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use dspans_store::{CreateMode, Op, OpResult, Store, StoreError};
 use durable_spans::{FinishedSpan, SpanInfo};
-use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
+
+use crate::entry::{ended_bytes, Entry, OpenEntry};
 
 use crate::paths::{span_key, LedgerPaths};
 
 /// Bounds of a ledger.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LedgerLimits {
-    /// Outbox entries beyond which ended spans are dropped (counted and
-    /// logged) instead of queued, so an absent collector cannot fill the
-    /// store. Default 20,000 (about 20 MB of span data; a ZooKeeper listing
-    /// of that many keys stays well under its 1 MB packet limit).
+    /// Ended, unsent spans beyond which further ends are dropped (counted
+    /// and logged) instead of queued, so an absent collector cannot fill the
+    /// store: those this process's exporter holds plus the outbox markers
+    /// (spans waiting for any exporter) at the last count. Default 20,000
+    /// (about 20 MB of span data; a ZooKeeper listing of that many keys
+    /// stays well under its 1 MB packet limit).
     pub max_outbox: usize,
     /// Spans this process holds in memory on their way to its own exporter.
-    /// Beyond it, entries are left in the store for the next sweep.
-    /// Default 4,096.
+    /// Beyond it, ended spans get an outbox marker and wait for the next
+    /// sweep. Default 4,096.
     pub local_queue: usize,
 }
 
@@ -33,13 +36,6 @@ impl Default for LedgerLimits {
             local_queue: 4_096,
         }
     }
-}
-
-/// What an open entry holds.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct OpenEntry {
-    pub owner: String,
-    pub span: SpanInfo,
 }
 
 /// A started span that has not ended, as listed by [`Ledger::open_spans`].
@@ -53,14 +49,15 @@ pub struct OpenSpan {
     pub span: SpanInfo,
 }
 
-/// An ended span handed from a transaction to this process's exporter.
+/// An ended span on its way to an exporter.
 #[derive(Debug)]
 pub(crate) struct Pending {
     pub key: String,
     pub span: FinishedSpan,
-    /// Whether the span may still have an open entry, to be deleted with
-    /// its outbox entry.
-    pub open: bool,
+    /// Taken over from the outbox (it has a marker and this process's
+    /// claim, both deleted with the entry), rather than handed over by this
+    /// process's own transaction.
+    pub swept: bool,
 }
 
 /// Spans to end in one transaction; see [`Ledger::commit`].
@@ -95,37 +92,46 @@ impl SpanEnds {
     }
 }
 
-/// How one span's end is written; flags drop to `false` as a retry learns
-/// that a part does not apply.
+/// How one span's end is written; a retry adjusts it as it learns what
+/// the store holds.
 #[derive(Debug)]
 struct EndPlan {
     key: String,
     span: FinishedSpan,
     require_open: bool,
-    check_open: bool,
-    outbox: bool,
-    claim: bool,
+    /// The outbox is full: the open entry is deleted, nothing is queued.
+    drop: bool,
+    /// The span has no entry (saved before the ledger was used): one is
+    /// created in the ended state.
+    create: bool,
+    /// Any exporter may send it (this process has none attached).
+    marker: bool,
     /// Still to be written at all.
     live: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
 enum Part {
-    Open,
-    Outbox,
-    Claim,
+    Entry,
+    Marker,
 }
 
 pub(crate) struct Inner {
     pub store: Arc<dyn Store>,
     pub paths: LedgerPaths,
     pub limits: LedgerLimits,
+    /// This process's running exporter: its id and its queue.
     pub local: OnceLock<(String, mpsc::Sender<Pending>)>,
     pub full: AtomicBool,
     pub dropped: AtomicU64,
+    /// Ended spans handed to this process's exporter and not yet sent.
+    pub unsent: AtomicUsize,
+    /// Outbox markers at the last count.
+    pub markers: AtomicUsize,
     ready: AtomicBool,
-    /// Owner paths of open entries already read (an entry never changes).
-    pub owners: Mutex<HashMap<String, String>>,
+    /// Owner paths of open entries already read (`None`: ended); an open
+    /// entry changes only when it ends.
+    pub owners: Mutex<HashMap<String, Option<String>>>,
 }
 
 /// The open-span entries and outbox of one store root. Cheap to clone.
@@ -164,6 +170,8 @@ impl Ledger {
                 local: OnceLock::new(),
                 full: AtomicBool::new(false),
                 dropped: AtomicU64::new(0),
+                unsent: AtomicUsize::new(0),
+                markers: AtomicUsize::new(0),
                 ready: AtomicBool::new(false),
                 owners: Mutex::new(HashMap::new()),
             }),
@@ -219,12 +227,24 @@ impl Ledger {
         self.inner.dropped.load(Ordering::Relaxed)
     }
 
-    /// Whether the last outbox sweep found the outbox at its limit.
+    /// Whether ended, unsent spans reached [`LedgerLimits::max_outbox`]:
+    /// those this process's exporter holds plus the outbox markers at the
+    /// last count.
     pub fn is_full(&self) -> bool {
-        self.inner.full.load(Ordering::Relaxed)
+        let len = self.inner.unsent.load(Ordering::Relaxed)
+            + self.inner.markers.load(Ordering::Relaxed);
+        let full = len >= self.inner.limits.max_outbox;
+        self.note_full(full, len);
+        full
     }
 
-    pub(crate) fn set_full(&self, full: bool, len: usize) {
+    /// Records the outbox markers counted by a sweep.
+    pub(crate) fn set_markers(&self, markers: usize) {
+        self.inner.markers.store(markers, Ordering::Relaxed);
+        self.is_full();
+    }
+
+    fn note_full(&self, full: bool, len: usize) {
         let was = self.inner.full.swap(full, Ordering::Relaxed);
         if full && !was {
             tracing::warn!(
@@ -247,24 +267,32 @@ impl Ledger {
             return Ok(());
         }
         let paths = &self.inner.paths;
-        for dir in [paths.open_dir(), paths.outbox_dir(), paths.claims_dir()] {
+        for dir in [
+            paths.open_dir(),
+            paths.outbox_dir(),
+            paths.claims_dir(),
+            paths.exporters_dir(),
+        ] {
             self.inner.store.create_all(&dir, b"").await?;
         }
         self.inner.ready.store(true, Ordering::Relaxed);
         Ok(())
     }
 
-    /// Runs `ops` and the ends of `ends` as one multi-operation: for each
-    /// sampled span, its open entry is checked and its outbox entry created
-    /// (the open entry is deleted once the span is sent; when the outbox has
-    /// no room, the span is dropped and its open entry deleted now). If any
+    /// Runs `ops` and the ends of `ends` as one multi-operation: each
+    /// sampled span's entry is rewritten in place, from open (version 0) to
+    /// ended (the finished span and who sends it), by a compare-and-set on
+    /// version 0. That one row change is the whole end: the exporter
+    /// deletes the entry once the collector accepted the span. When the
+    /// outbox has no room the span is dropped and its entry deleted. If any
     /// of `ops` fails (a lost compare-and-set), nothing is written and no
     /// span ends.
     ///
-    /// A span without an open entry (saved before the ledger was used) is
-    /// still ended once; a span whose outbox entry already exists was ended
-    /// by someone else and is left out. The results of `ops` come first, in
-    /// order. With an exporter attached, the spans go straight to it.
+    /// A span without an entry (saved before the ledger was used) is still
+    /// ended once; a span already ended by someone else is left out. The
+    /// results of `ops` come first, in order. With an exporter running in
+    /// this process, the spans go straight to it; otherwise each gets an
+    /// outbox marker for any exporter.
     pub async fn commit(&self, ops: Vec<Op>, ends: SpanEnds) -> Result<Vec<OpResult>, StoreError> {
         Ok(self.commit_counted(ops, ends).await?.0)
     }
@@ -280,7 +308,7 @@ impl Ledger {
         }
         self.ensure_layout().await?;
         let local = self.inner.local.get();
-        let full = self.is_full();
+        let full = !ends.is_empty() && self.is_full();
         let mut plans: Vec<EndPlan> = Vec::with_capacity(ends.spans.len());
         for (span, require_open) in ends.spans {
             // Unsampled spans were never tracked and are never exported.
@@ -289,22 +317,22 @@ impl Ledger {
             if sampled && full {
                 self.count_drop(&key, &span.name, "the span outbox is full");
             }
-            let outbox = sampled && !full;
             plans.push(EndPlan {
                 key,
                 span,
                 require_open,
-                check_open: sampled,
+                drop: full,
+                create: false,
+                marker: local.is_none(),
                 live: sampled,
-                outbox,
-                claim: outbox && local.is_some(),
             });
         }
-        // Each retry drops one part, so this ends.
+        let ended_by = local.map(|(id, _)| id.as_str()).unwrap_or("");
+        // Each retry settles one part of one span, so this ends.
         let attempts = 1 + 3 * plans.len();
         let mut results = None;
         for _ in 0..attempts {
-            let (all, parts) = self.build(&ops, &plans, local.map(|(name, _)| name.as_str()));
+            let (all, parts) = self.build(&ops, &plans, ended_by);
             match self.inner.store.multi(&all).await {
                 Ok(r) => {
                     results = Some(r);
@@ -314,25 +342,30 @@ impl Ledger {
                     let (plan_index, part) = parts[index - ops.len()];
                     let plan = &mut plans[plan_index];
                     match (part, source.as_ref()) {
-                        (Part::Open, StoreError::NoNode { .. }) if plan.require_open => {
+                        (Part::Entry, StoreError::NoNode { .. })
+                            if plan.require_open || plan.drop =>
+                        {
                             plan.live = false;
                         }
-                        (Part::Open, StoreError::NoNode { .. }) => {
-                            tracing::debug!(span = %plan.key, "span has no open entry; ended without one");
-                            plan.check_open = false;
+                        (Part::Entry, StoreError::NoNode { .. }) => {
+                            tracing::debug!(span = %plan.key, "span has no entry; ended without one");
+                            plan.create = true;
                         }
-                        (Part::Outbox, StoreError::NodeExists { .. }) => {
+                        (Part::Entry, StoreError::NodeExists { .. }) => plan.create = false,
+                        (Part::Entry, StoreError::BadVersion { .. }) => {
                             // An orphan sweep racing a normal end is
                             // expected; anything else is worth a warning.
-                            if plan.require_open {
-                                tracing::debug!(span = %plan.key, "span already ended; the sweep leaves it");
+                            if plan.require_open || plan.drop {
+                                tracing::debug!(span = %plan.key, "span already ended; left alone");
                             } else {
                                 tracing::warn!(span = %plan.key, name = %plan.span.name,
-                                    "span already in the outbox (ended elsewhere); not ended again");
+                                    "span already ended elsewhere; not ended again");
                             }
                             plan.live = false;
                         }
-                        (Part::Claim, StoreError::NodeExists { .. }) => plan.claim = false,
+                        // A marker left from an earlier end of the span:
+                        // it serves this end as well.
+                        (Part::Marker, StoreError::NodeExists { .. }) => plan.marker = false,
                         _ => return Err(StoreError::Multi { index, source }),
                     }
                     if ops.is_empty() && plans.iter().all(|p| !p.live) {
@@ -348,69 +381,65 @@ impl Ledger {
             ));
         };
         results.truncate(ops.len());
-        let ended = plans.iter().filter(|p| p.live).count();
+        let ended = plans.iter().filter(|p| p.live && !p.drop).count();
         if let Some((_, queue)) = local {
-            for plan in plans.into_iter().filter(|p| p.live && p.claim) {
+            for plan in plans.into_iter().filter(|p| p.live && !p.drop) {
                 let key = plan.key.clone();
-                if queue
-                    .try_send(Pending {
-                        key: plan.key,
-                        span: plan.span,
-                        open: plan.check_open,
-                    })
-                    .is_err()
-                {
-                    // The exporter is behind: leave the entry to a sweep.
-                    self.release_claim(&key).await;
+                self.inner.unsent.fetch_add(1, Ordering::Relaxed);
+                let handed = queue.try_send(Pending {
+                    key: plan.key,
+                    span: plan.span,
+                    swept: false,
+                });
+                if handed.is_err() {
+                    // The exporter is behind (or stopped): any exporter's
+                    // sweep sends it.
+                    self.inner.unsent.fetch_sub(1, Ordering::Relaxed);
+                    self.add_marker(&key).await;
                 }
             }
         }
         Ok((results, ended))
     }
 
-    fn build(
-        &self,
-        ops: &[Op],
-        plans: &[EndPlan],
-        claimer: Option<&str>,
-    ) -> (Vec<Op>, Vec<(usize, Part)>) {
+    fn build(&self, ops: &[Op], plans: &[EndPlan], ended_by: &str) -> (Vec<Op>, Vec<(usize, Part)>) {
         let paths = &self.inner.paths;
         let mut all = ops.to_vec();
         let mut parts = Vec::new();
         for (i, plan) in plans.iter().enumerate().filter(|(_, p)| p.live) {
-            // The open entry is only checked here (a read, no row written
-            // on the path the caller waits for); the exporter deletes it
-            // with the outbox entry once the span is sent. Until then the
-            // outbox entry marks the span ended.
-            // A span dropped for want of room has no outbox entry to mark
-            // it ended, so its open entry goes now.
-            if plan.check_open {
-                let open = paths.open(&plan.key);
-                all.push(if plan.outbox {
-                    Op::check(open, 0)
-                } else {
-                    Op::delete(open, None)
-                });
-                parts.push((i, Part::Open));
+            let entry = paths.open(&plan.key);
+            if plan.drop {
+                all.push(Op::delete(entry, Some(0)));
+                parts.push((i, Part::Entry));
+                continue;
             }
-            if plan.outbox {
-                all.push(Op::create(
-                    paths.outbox(&plan.key),
-                    plan.span.to_json(),
-                    CreateMode::Persistent,
-                ));
-                parts.push((i, Part::Outbox));
+            let data = ended_bytes(if plan.marker { "" } else { ended_by }, &plan.span);
+            if plan.create {
+                // Created and then moved past version 0 in one go, so a
+                // later end finds it ended.
+                all.push(Op::create(entry.clone(), data.clone(), CreateMode::Persistent));
+                parts.push((i, Part::Entry));
             }
-            if let (true, Some(name)) = (plan.claim, claimer) {
-                all.push(Op::create(
-                    paths.claim(&plan.key),
-                    name.as_bytes().to_vec(),
-                    CreateMode::Ephemeral,
-                ));
-                parts.push((i, Part::Claim));
+            all.push(Op::set(entry, data, Some(0)));
+            parts.push((i, Part::Entry));
+            if plan.marker {
+                all.push(Op::create(paths.outbox(&plan.key), Vec::new(), CreateMode::Persistent));
+                parts.push((i, Part::Marker));
             }
         }
         (all, parts)
+    }
+
+    /// Puts an ended span's outbox marker, so that any exporter sends it.
+    pub(crate) async fn add_marker(&self, key: &str) {
+        let path = self.inner.paths.outbox(key);
+        match self.inner.store.create(&path, b"", CreateMode::Persistent).await {
+            Ok(_) => {}
+            Err(error) if error.is_node_exists() => {}
+            Err(error) => {
+                tracing::warn!(%error, %path, "outbox marker not written; the span is sent when its exporter is found gone")
+            }
+        }
     }
 
     pub(crate) async fn release_claim(&self, key: &str) {
@@ -430,72 +459,67 @@ impl Ledger {
         }
     }
 
-    pub(crate) async fn read_open(&self, key: &str) -> Result<Option<OpenEntry>, StoreError> {
+    /// Reads a span's entry (`None`: gone, or unreadable and logged).
+    pub(crate) async fn read_entry(&self, key: &str) -> Result<Option<Entry>, StoreError> {
         let path = self.inner.paths.open(key);
         let Some(node) = self.inner.store.get(&path).await? else {
             return Ok(None);
         };
-        match serde_json::from_slice::<OpenEntry>(&node.data) {
+        match Entry::decode(&node.data) {
             Ok(entry) => Ok(Some(entry)),
             Err(error) => {
-                tracing::warn!(%path, %error, "unreadable open span entry; skipped");
+                tracing::warn!(%path, %error, "unreadable span entry; skipped");
                 Ok(None)
             }
         }
     }
 
-    /// Every open span, oldest start first. Spans that have ended but wait
-    /// in the outbox keep their open entry until they are sent; they are
-    /// not listed.
+    /// Every open span, oldest start first. Ended spans waiting for export
+    /// are not listed. Reads every entry.
     pub async fn open_spans(&self) -> Result<Vec<OpenSpan>, StoreError> {
         let mut spans = Vec::new();
-        for key in self.open_keys().await? {
-            if let Some(entry) = self.read_open(&key).await? {
-                spans.push(OpenSpan {
-                    key,
-                    owner: entry.owner,
-                    span: entry.span,
-                });
+        for key in self.keys(&self.inner.paths.open_dir()).await? {
+            if let Some(Entry::Open(OpenEntry { owner, span })) = self.read_entry(&key).await? {
+                spans.push(OpenSpan { key, owner, span });
             }
         }
         spans.sort_by_key(|s| s.span.start_time);
         Ok(spans)
     }
 
-    /// Keys of the spans started and not yet ended: open entries without
-    /// an outbox entry (an ended span keeps its open entry until it is
-    /// sent). Two listings, no reads.
-    pub async fn open_keys(&self) -> Result<Vec<String>, StoreError> {
-        let ended: std::collections::HashSet<String> = self
-            .keys(&self.inner.paths.outbox_dir())
-            .await?
-            .into_iter()
-            .collect();
-        let mut keys = self.keys(&self.inner.paths.open_dir()).await?;
-        keys.retain(|key| !ended.contains(key));
-        Ok(keys)
-    }
-
-    /// Number of ended spans waiting for export.
+    /// Number of ended spans waiting for export. Reads every entry.
     pub async fn outbox_len(&self) -> Result<usize, StoreError> {
-        Ok(self.keys(&self.inner.paths.outbox_dir()).await?.len())
+        Ok(self.counts().await?.1)
     }
 
-    /// Registers this process's exporter; returns the receiving side. Its
-    /// claims hold [`claim_data`](Self::claim_data).
-    pub(crate) fn attach(&self, name: &str) -> Option<mpsc::Receiver<Pending>> {
-        let (tx, rx) = mpsc::channel(self.inner.limits.local_queue.max(1));
-        self.inner
-            .local
-            .set((self.claim_data(name), tx))
-            .ok()
-            .map(|()| rx)
+    /// Numbers of open spans and of ended spans waiting for export, from
+    /// one read of every entry.
+    pub async fn counts(&self) -> Result<(usize, usize), StoreError> {
+        let (mut open, mut ended) = (0, 0);
+        for key in self.keys(&self.inner.paths.open_dir()).await? {
+            match self.read_entry(&key).await? {
+                Some(Entry::Open(_)) => open += 1,
+                Some(Entry::Ended(_)) => ended += 1,
+                None => {}
+            }
+        }
+        Ok((open, ended))
     }
 
-    /// What a claim holds: the claimer's name and store session, so a
-    /// process restarted under the same name recognises (and frees) the
-    /// claims its dead predecessor's session still holds.
-    pub(crate) fn claim_data(&self, name: &str) -> String {
-        format!("{name}\n{:x}", self.inner.store.session_id())
+    /// Registers this process's running exporter (`exporter` is its
+    /// [`Exporter::id`](crate::entry::Exporter::id)); false when another
+    /// one already is.
+    pub(crate) fn attach(&self, exporter: String, queue: mpsc::Sender<Pending>) -> bool {
+        self.inner.local.set((exporter, queue)).is_ok()
+    }
+
+    /// This process's spans that its exporter sent or handed to the outbox.
+    pub(crate) fn settled(&self, spans: usize) {
+        let _ = self
+            .inner
+            .unsent
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some(n.saturating_sub(spans))
+            });
     }
 }

@@ -4,17 +4,18 @@ use dspans_store::StoreError;
 use durable_spans::{FinishedSpan, StatusData, Timestamp};
 use opentelemetry::KeyValue;
 
+use crate::entry::Entry;
 use crate::ledger::Ledger;
 
 impl Ledger {
     /// Ends, once, every open span whose owning object no longer exists:
     /// status ERROR, attribute `dspans.orphaned = true`, ended now. Safe to
     /// run in any number of processes at once: a span is ended only by the
-    /// transaction that creates its outbox entry. Returns how many spans it
-    /// ended.
+    /// compare-and-set that moves its entry out of the open state. Returns
+    /// how many spans it ended.
     pub async fn sweep_orphans(&self) -> Result<usize, StoreError> {
         let store = self.store().clone();
-        let keys = self.open_keys().await?;
+        let keys = self.keys(&self.paths().open_dir()).await?;
         {
             let mut owners = self.inner.owners.lock().expect("owner cache poisoned");
             let live: std::collections::HashSet<&String> = keys.iter().collect();
@@ -32,22 +33,37 @@ impl Ledger {
             let owner = match cached {
                 Some(owner) => owner,
                 None => {
-                    let Some(entry) = self.read_open(&key).await? else {
-                        continue;
+                    let owner = match self.read_entry(&key).await? {
+                        None => continue,
+                        Some(Entry::Open(entry)) => Some(entry.owner),
+                        Some(Entry::Ended(_)) => None,
                     };
                     self.inner
                         .owners
                         .lock()
                         .expect("owner cache poisoned")
-                        .insert(key.clone(), entry.owner.clone());
-                    entry.owner
+                        .insert(key.clone(), owner.clone());
+                    owner
                 }
+            };
+            // Ended entries wait for their exporter; their owners may be
+            // long gone.
+            let Some(owner) = owner else {
+                continue;
             };
             if store.exists(&owner).await?.is_some() {
                 continue;
             }
-            let Some(entry) = self.read_open(&key).await? else {
-                continue;
+            let entry = match self.read_entry(&key).await? {
+                Some(Entry::Open(entry)) => entry,
+                _ => {
+                    self.inner
+                        .owners
+                        .lock()
+                        .expect("owner cache poisoned")
+                        .insert(key.clone(), None);
+                    continue;
+                }
             };
             let span = orphan_end(entry.span, &owner);
             let name = span.name.clone();

@@ -231,21 +231,31 @@ async fn entries_of_a_dead_process_are_sent_by_another(backend: Backend) {
     let port = free_port();
     let (sink, running) = receiver(port).await;
     let tracer = tracer();
-    // Process A ends spans with its exporter attached (so it claims them)
-    // but never runs it, then dies: its claims go with its session.
+    // Process A runs its exporter, so the spans it ends name it as their
+    // sender, but the exporter never sends them (its collector is away),
+    // then A dies: its presence goes with its session.
     let store_a = backend.open().await;
     let ledger_a = Ledger::new(store_a.clone(), format!("{ROOT}/spans"));
-    let exporter_a = exporter_to(port, &ledger_a, &tracer, "a", fast());
+    let exporter_a = exporter_to(free_port(), &ledger_a, &tracer, "a", fast());
+    let stats_a = exporter_a.stats();
+    let (task_a, stop_a) = spawn(exporter_a);
+    assert!(wait_until(DEADLINE, || async { stats_a.is_receiving() }).await);
     start_owned_spans(&ledger_a, &tracer, 3).await;
     for i in 0..3 {
         assert!(end_owned(&ledger_a, &tracer, i).await);
     }
-    let claims = store_a
-        .children(&ledger_a.paths().claims_dir())
+    assert!(
+        wait_until(DEADLINE, || async { stats_a.failed_exports() >= 1 }).await,
+        "A's exports should fail"
+    );
+    let markers = store_a
+        .children(&ledger_a.paths().outbox_dir())
         .await
         .unwrap();
-    assert_eq!(claims.len(), 3, "A claimed what it ended");
-    drop(exporter_a);
+    assert!(markers.is_empty(), "A's own spans need no outbox marker");
+    assert_eq!(ledger_a.outbox_len().await.unwrap(), 3);
+    task_a.abort();
+    drop(stop_a);
     store_a.close().await.unwrap();
 
     let store_b = backend.open().await;

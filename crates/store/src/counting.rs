@@ -27,6 +27,7 @@ pub struct CountingStore {
     inner: Arc<dyn Store>,
     count: AtomicU64,
     writes: AtomicU64,
+    waited_ns: AtomicU64,
 }
 
 impl CountingStore {
@@ -36,6 +37,7 @@ impl CountingStore {
             inner,
             count: AtomicU64::new(0),
             writes: AtomicU64::new(0),
+            waited_ns: AtomicU64::new(0),
         }
     }
 
@@ -52,6 +54,20 @@ impl CountingStore {
     /// Of those, the writes (create, set, delete, multi-operation).
     pub fn writes(&self) -> u64 {
         self.writes.load(Ordering::Relaxed)
+    }
+
+    /// Time spent waiting for answers so far (requests made concurrently
+    /// through this handle each count their own wait).
+    pub fn waited(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(self.waited_ns.load(Ordering::Relaxed))
+    }
+
+    async fn timed<T>(&self, request: impl std::future::Future<Output = T>) -> T {
+        let started = std::time::Instant::now();
+        let answer = request.await;
+        let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.waited_ns.fetch_add(nanos, Ordering::Relaxed);
+        answer
     }
 
     fn tick(&self) {
@@ -80,47 +96,47 @@ impl Store for CountingStore {
 
     async fn create(&self, path: &str, data: &[u8], mode: CreateMode) -> Result<String> {
         self.tick_write();
-        self.inner.create(path, data, mode).await
+        self.timed(self.inner.create(path, data, mode)).await
     }
 
     async fn get(&self, path: &str) -> Result<Option<Node>> {
         self.tick();
-        self.inner.get(path).await
+        self.timed(self.inner.get(path)).await
     }
 
     async fn set(&self, path: &str, data: &[u8], expected_version: Option<i32>) -> Result<Stat> {
         self.tick_write();
-        self.inner.set(path, data, expected_version).await
+        self.timed(self.inner.set(path, data, expected_version)).await
     }
 
     async fn delete(&self, path: &str, expected_version: Option<i32>) -> Result<()> {
         self.tick_write();
-        self.inner.delete(path, expected_version).await
+        self.timed(self.inner.delete(path, expected_version)).await
     }
 
     async fn exists(&self, path: &str) -> Result<Option<Stat>> {
         self.tick();
-        self.inner.exists(path).await
+        self.timed(self.inner.exists(path)).await
     }
 
     async fn children(&self, path: &str) -> Result<Vec<String>> {
         self.tick();
-        self.inner.children(path).await
+        self.timed(self.inner.children(path)).await
     }
 
     async fn multi(&self, ops: &[Op]) -> Result<Vec<OpResult>> {
         self.tick_write();
-        self.inner.multi(ops).await
+        self.timed(self.inner.multi(ops)).await
     }
 
     async fn watch(&self, path: &str) -> Result<Watch> {
         self.tick();
-        self.inner.watch(path).await
+        self.timed(self.inner.watch(path)).await
     }
 
     async fn watch_children(&self, path: &str) -> Result<Watch> {
         self.tick();
-        self.inner.watch_children(path).await
+        self.timed(self.inner.watch_children(path)).await
     }
 
     async fn close(&self) -> Result<()> {

@@ -1,0 +1,160 @@
+//! What a span's entry under `<root>/open` holds: the saved span while it
+//! is open (version 0), then, from the transaction that ends it, the
+//! finished span and the exporter that will send it (version 1 or more).
+
+use durable_spans::{FinishedSpan, SpanInfo};
+use serde::{Deserialize, Serialize};
+
+/// An open span: its saved form and the path of its owning object.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct OpenEntry {
+    pub owner: String,
+    pub span: SpanInfo,
+}
+
+/// An ended span waiting for export.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct EndedEntry {
+    /// The exporter that sends it ([`Exporter::id`] form), empty when the
+    /// ending process had none: then an outbox marker asks any exporter.
+    pub ended_by: String,
+    pub finished: FinishedSpan,
+}
+
+#[derive(Serialize)]
+struct EndedEntryRef<'a> {
+    ended_by: &'a str,
+    finished: &'a FinishedSpan,
+}
+
+/// Either state of an entry.
+#[derive(Debug, Clone)]
+pub(crate) enum Entry {
+    Ended(EndedEntry),
+    Open(OpenEntry),
+}
+
+impl Entry {
+    /// Reads an entry; `Err` holds the reason it is unreadable.
+    pub fn decode(data: &[u8]) -> Result<Entry, String> {
+        // Tried in turn rather than as an untagged enum: span ids are
+        // 128-bit numbers, which serde's buffered form cannot hold.
+        match serde_json::from_slice::<EndedEntry>(data) {
+            Ok(entry) => Ok(Entry::Ended(entry)),
+            Err(ended) => match serde_json::from_slice::<OpenEntry>(data) {
+                Ok(entry) => Ok(Entry::Open(entry)),
+                Err(open) => Err(format!(
+                    "neither an open span ({open}) nor an ended one ({ended})"
+                )),
+            },
+        }
+    }
+}
+
+/// The bytes of an ended entry.
+pub(crate) fn ended_bytes(ended_by: &str, finished: &FinishedSpan) -> Vec<u8> {
+    serde_json::to_vec(&EndedEntryRef { ended_by, finished })
+        .expect("an ended entry always serializes")
+}
+
+/// Who exports a span: an exporter's name and its store session, so that
+/// others can tell when it is gone (its presence node vanished) and a
+/// process restarted under the same name recognises its predecessor's
+/// spans.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Exporter {
+    pub name: String,
+    pub session: String,
+}
+
+impl Exporter {
+    pub fn new(name: &str, session_id: i64) -> Exporter {
+        Exporter {
+            name: name.to_string(),
+            session: format!("{session_id:x}"),
+        }
+    }
+
+    /// `name`, a line break, the session in hex.
+    pub fn id(&self) -> String {
+        format!("{}\n{}", self.name, self.session)
+    }
+
+    pub fn parse(id: &str) -> Option<Exporter> {
+        let (name, session) = id.rsplit_once('\n')?;
+        Some(Exporter {
+            name: name.to_string(),
+            session: session.to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use durable_spans::{DurableTracer, EndOptions, SavedSpanOptions};
+
+    fn finished() -> (SpanInfo, FinishedSpan) {
+        let tracer = DurableTracer::builder("entry-test").service_name("entry-test").build();
+        let info = tracer
+            .start_saved_span("Build", SavedSpanOptions::new())
+            .expect("sampled");
+        let done = tracer
+            .finish_saved_span(Some(&info), EndOptions::new())
+            .expect("valid span");
+        (info, done)
+    }
+
+    #[test]
+    fn both_states_read_back() {
+        let (info, done) = finished();
+        let open = serde_json::to_vec(&OpenEntry {
+            owner: "/a/b".into(),
+            span: info.clone(),
+        })
+        .unwrap();
+        match Entry::decode(&open).unwrap() {
+            Entry::Open(entry) => {
+                assert_eq!(entry.owner, "/a/b");
+                assert_eq!(entry.span.span_id, info.span_id);
+            }
+            other => panic!("read as {other:?}"),
+        }
+        let by = Exporter::new("sched\nx", 0x2a).id();
+        match Entry::decode(&ended_bytes(&by, &done)).unwrap() {
+            Entry::Ended(entry) => {
+                assert_eq!(entry.finished.span_id, done.span_id);
+                assert_eq!(entry.finished.end_time, done.end_time);
+                let exporter = Exporter::parse(&entry.ended_by).unwrap();
+                assert_eq!(exporter.name, "sched\nx");
+                assert_eq!(exporter.session, "2a");
+            }
+            other => panic!("read as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn damaged_entries_are_errors_not_panics() {
+        let (info, done) = finished();
+        let open = serde_json::to_vec(&OpenEntry {
+            owner: "/a".into(),
+            span: info,
+        })
+        .unwrap();
+        let ended = ended_bytes("", &done);
+        for whole in [open, ended] {
+            for cut in 0..whole.len() {
+                assert!(Entry::decode(&whole[..cut]).is_err(), "prefix {cut}");
+            }
+            // Every single-byte change either reads or is an error.
+            for at in (0..whole.len()).step_by(3) {
+                let mut bent = whole.clone();
+                bent[at] ^= 0x5a;
+                let _ = Entry::decode(&bent);
+            }
+        }
+        assert!(Entry::decode(b"{}").is_err());
+        assert!(Entry::decode(b"null").is_err());
+        assert!(Exporter::parse("no line break").is_none());
+    }
+}
