@@ -95,7 +95,9 @@ mod tests {
     use durable_spans::{DurableTracer, EndOptions, SavedSpanOptions};
 
     fn finished() -> (SpanInfo, FinishedSpan) {
-        let tracer = DurableTracer::builder("entry-test").service_name("entry-test").build();
+        let tracer = DurableTracer::builder("entry-test")
+            .service_name("entry-test")
+            .build();
         let info = tracer
             .start_saved_span("Build", SavedSpanOptions::new())
             .expect("sampled");

@@ -418,7 +418,10 @@ impl OutboxExporter {
             marked += 1;
         }
         if marked > 0 {
-            tracing::info!(spans = marked, "ended spans of exporters that are gone, marked for sending");
+            tracing::info!(
+                spans = marked,
+                "ended spans of exporters that are gone, marked for sending"
+            );
         }
         Ok(())
     }

@@ -231,8 +231,8 @@ impl Ledger {
     /// those this process's exporter holds plus the outbox markers at the
     /// last count.
     pub fn is_full(&self) -> bool {
-        let len = self.inner.unsent.load(Ordering::Relaxed)
-            + self.inner.markers.load(Ordering::Relaxed);
+        let len =
+            self.inner.unsent.load(Ordering::Relaxed) + self.inner.markers.load(Ordering::Relaxed);
         let full = len >= self.inner.limits.max_outbox;
         self.note_full(full, len);
         full
@@ -402,7 +402,12 @@ impl Ledger {
         Ok((results, ended))
     }
 
-    fn build(&self, ops: &[Op], plans: &[EndPlan], ended_by: &str) -> (Vec<Op>, Vec<(usize, Part)>) {
+    fn build(
+        &self,
+        ops: &[Op],
+        plans: &[EndPlan],
+        ended_by: &str,
+    ) -> (Vec<Op>, Vec<(usize, Part)>) {
         let paths = &self.inner.paths;
         let mut all = ops.to_vec();
         let mut parts = Vec::new();
@@ -417,13 +422,21 @@ impl Ledger {
             if plan.create {
                 // Created and then moved past version 0 in one go, so a
                 // later end finds it ended.
-                all.push(Op::create(entry.clone(), data.clone(), CreateMode::Persistent));
+                all.push(Op::create(
+                    entry.clone(),
+                    data.clone(),
+                    CreateMode::Persistent,
+                ));
                 parts.push((i, Part::Entry));
             }
             all.push(Op::set(entry, data, Some(0)));
             parts.push((i, Part::Entry));
             if plan.marker {
-                all.push(Op::create(paths.outbox(&plan.key), Vec::new(), CreateMode::Persistent));
+                all.push(Op::create(
+                    paths.outbox(&plan.key),
+                    Vec::new(),
+                    CreateMode::Persistent,
+                ));
                 parts.push((i, Part::Marker));
             }
         }
@@ -433,7 +446,12 @@ impl Ledger {
     /// Puts an ended span's outbox marker, so that any exporter sends it.
     pub(crate) async fn add_marker(&self, key: &str) {
         let path = self.inner.paths.outbox(key);
-        match self.inner.store.create(&path, b"", CreateMode::Persistent).await {
+        match self
+            .inner
+            .store
+            .create(&path, b"", CreateMode::Persistent)
+            .await
+        {
             Ok(_) => {}
             Err(error) if error.is_node_exists() => {}
             Err(error) => {

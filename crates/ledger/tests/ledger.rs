@@ -197,6 +197,52 @@ fn spawn(
     (task, tx)
 }
 
+/// A process whose exporter runs but cannot reach its collector.
+struct Doomed {
+    store: Arc<dyn Store>,
+    task: tokio::task::JoinHandle<()>,
+    _stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl Doomed {
+    /// Dies without a word: its presence goes with its session.
+    async fn die(self) {
+        self.task.abort();
+        self.store.close().await.unwrap();
+    }
+}
+
+/// Starts a process "a" whose exporter runs, so the `n` spans it ends
+/// name it as their sender, but whose collector is away.
+async fn unsent_spans_of_a_live_exporter(
+    backend: &Backend,
+    tracer: &DurableTracer,
+    n: usize,
+) -> Doomed {
+    let store = backend.open().await;
+    let ledger = Ledger::new(store.clone(), format!("{ROOT}/spans"));
+    let exporter = exporter_to(free_port(), &ledger, tracer, "a", fast());
+    let stats = exporter.stats();
+    let (task, stop) = spawn(exporter);
+    assert!(wait_until(DEADLINE, || async { stats.is_receiving() }).await);
+    start_owned_spans(&ledger, tracer, n).await;
+    for i in 0..n {
+        assert!(end_owned(&ledger, tracer, i).await);
+    }
+    assert!(
+        wait_until(DEADLINE, || async { stats.failed_exports() >= 1 }).await,
+        "exports to a closed port should fail"
+    );
+    let markers = store.children(&ledger.paths().outbox_dir()).await.unwrap();
+    assert!(markers.is_empty(), "its own spans need no outbox marker");
+    assert_eq!(ledger.outbox_len().await.unwrap(), n);
+    Doomed {
+        store,
+        task,
+        _stop: stop,
+    }
+}
+
 // ---------------------------------------------------------------- scenarios
 
 async fn ended_spans_reach_the_collector_once(backend: Backend) {
@@ -231,32 +277,11 @@ async fn entries_of_a_dead_process_are_sent_by_another(backend: Backend) {
     let port = free_port();
     let (sink, running) = receiver(port).await;
     let tracer = tracer();
-    // Process A runs its exporter, so the spans it ends name it as their
-    // sender, but the exporter never sends them (its collector is away),
-    // then A dies: its presence goes with its session.
-    let store_a = backend.open().await;
-    let ledger_a = Ledger::new(store_a.clone(), format!("{ROOT}/spans"));
-    let exporter_a = exporter_to(free_port(), &ledger_a, &tracer, "a", fast());
-    let stats_a = exporter_a.stats();
-    let (task_a, stop_a) = spawn(exporter_a);
-    assert!(wait_until(DEADLINE, || async { stats_a.is_receiving() }).await);
-    start_owned_spans(&ledger_a, &tracer, 3).await;
-    for i in 0..3 {
-        assert!(end_owned(&ledger_a, &tracer, i).await);
-    }
-    assert!(
-        wait_until(DEADLINE, || async { stats_a.failed_exports() >= 1 }).await,
-        "A's exports should fail"
-    );
-    let markers = store_a
-        .children(&ledger_a.paths().outbox_dir())
+    // Process A ends spans its exporter cannot send, then dies.
+    unsent_spans_of_a_live_exporter(&backend, &tracer, 3)
         .await
-        .unwrap();
-    assert!(markers.is_empty(), "A's own spans need no outbox marker");
-    assert_eq!(ledger_a.outbox_len().await.unwrap(), 3);
-    task_a.abort();
-    drop(stop_a);
-    store_a.close().await.unwrap();
+        .die()
+        .await;
 
     let store_b = backend.open().await;
     let ledger_b = Ledger::new(store_b.clone(), format!("{ROOT}/spans"));
@@ -265,6 +290,35 @@ async fn entries_of_a_dead_process_are_sent_by_another(backend: Backend) {
     wait_outbox_empty(&ledger_b).await;
     stop(task, stop_tx).await;
     assert_eq!(sink.span_count(), 3);
+    running.shutdown().await.unwrap();
+}
+
+/// An exporter already running notices when another one goes away and
+/// sends the spans that one had ended and not sent.
+async fn a_running_exporter_takes_over_from_one_that_died(backend: Backend) {
+    let port = free_port();
+    let (sink, running) = receiver(port).await;
+    let tracer = tracer();
+    let store_b = backend.open().await;
+    let ledger_b = Ledger::new(store_b.clone(), format!("{ROOT}/spans"));
+    let exporter_b = exporter_to(port, &ledger_b, &tracer, "b", fast());
+    let stats_b = exporter_b.stats();
+    let (task_b, stop_b) = spawn(exporter_b);
+    assert!(wait_until(DEADLINE, || async { stats_b.is_receiving() }).await);
+
+    let a = unsent_spans_of_a_live_exporter(&backend, &tracer, 4).await;
+    assert_eq!(
+        sink.span_count(),
+        0,
+        "B leaves a live exporter's spans alone"
+    );
+    a.die().await;
+
+    sink.wait_for_spans(4, DEADLINE).await.unwrap();
+    wait_outbox_empty(&ledger_b).await;
+    stop(task_b, stop_b).await;
+    assert_eq!(sink.span_count(), 4, "each span sent once");
+    assert_eq!(stats_b.swept(), 4);
     running.shutdown().await.unwrap();
 }
 
@@ -536,6 +590,7 @@ macro_rules! on_both {
 on_both!(
     ended_spans_reach_the_collector_once,
     entries_of_a_dead_process_are_sent_by_another,
+    a_running_exporter_takes_over_from_one_that_died,
     an_absent_collector_loses_nothing,
     orphans_are_ended_once_with_an_error,
     a_full_outbox_drops_and_counts,

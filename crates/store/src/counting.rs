@@ -106,7 +106,8 @@ impl Store for CountingStore {
 
     async fn set(&self, path: &str, data: &[u8], expected_version: Option<i32>) -> Result<Stat> {
         self.tick_write();
-        self.timed(self.inner.set(path, data, expected_version)).await
+        self.timed(self.inner.set(path, data, expected_version))
+            .await
     }
 
     async fn delete(&self, path: &str, expected_version: Option<i32>) -> Result<()> {
