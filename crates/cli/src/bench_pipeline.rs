@@ -313,21 +313,25 @@ async fn run_once(
             "seconds": (seconds * 1000.0).round() / 1000.0,
             "items_per_s": (args.items as f64 / seconds * 10.0).round() / 10.0,
             "store_round_trips_per_item": per_item(round_trips),
-            "store_round_trips_per_item_by_component": {
-                "scheduler": per_item(per_component[0]),
-                "executor": per_item(per_component[1]),
-                "merger": per_item(per_component[2]),
-                "enqueue": per_item(per_component[3]),
-            },
+            "store_round_trips_per_item_by_component":
+                by_component(per_component.iter().map(|&n| per_item(n))),
             "store_writes_per_item": per_item(writes),
-            "store_wait_ms_per_item_by_component": {
-                "scheduler": ms_per_item(waited_ms[0]),
-                "executor": ms_per_item(waited_ms[1]),
-                "merger": ms_per_item(waited_ms[2]),
-                "enqueue": ms_per_item(waited_ms[3]),
-            },
+            "store_wait_ms_per_item_by_component":
+                by_component(waited_ms.iter().map(|&ms| ms_per_item(ms))),
             "spans_exported": spans,
     }))
+}
+
+/// Names the per-store figures of a run, in the order the stores were
+/// opened.
+fn by_component(values: impl Iterator<Item = f64>) -> serde_json::Value {
+    const COMPONENTS: [&str; 4] = ["scheduler", "executor", "merger", "enqueue"];
+    COMPONENTS
+        .iter()
+        .zip(values)
+        .map(|(name, value)| (name.to_string(), serde_json::json!(value)))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
 }
 
 /// The receiver runs on a runtime of its own: the components' span
