@@ -40,6 +40,10 @@ pub struct ExporterOptions {
     /// How long shutting down keeps trying to send what is in hand; what is
     /// left stays in the outbox for others. Default 3 s.
     pub drain_timeout: Duration,
+    /// How long the entries of sent spans wait to be deleted inside a
+    /// transaction that this process commits anyway; after that the
+    /// exporter deletes them itself. Default 250 ms.
+    pub deletion_delay: Duration,
 }
 
 impl Default for ExporterOptions {
@@ -52,6 +56,7 @@ impl Default for ExporterOptions {
             min_backoff: Duration::from_millis(250),
             max_backoff: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(3),
+            deletion_delay: Duration::from_millis(250),
         }
     }
 }
@@ -67,7 +72,8 @@ pub struct ExporterStats {
 }
 
 impl ExporterStats {
-    /// Spans the collector accepted (and whose entries were deleted).
+    /// Spans the collector accepted (their entries deleted, or handed to
+    /// this process's next transaction for deletion).
     pub fn exported(&self) -> u64 {
         self.exported.load(Ordering::Relaxed)
     }
@@ -246,6 +252,10 @@ impl OutboxExporter {
                     next_orphans = opts.orphan_interval.map(|i| Instant::now() + i);
                 }
             }
+            let stale = self.ledger.take_stale_sent(opts.deletion_delay);
+            if !stale.is_empty() {
+                self.delete_entries(&stale, false, &mut undeleted).await;
+            }
             let due = !pending.is_empty()
                 && match retry_at {
                     Some(at) => now >= at,
@@ -282,6 +292,9 @@ impl OutboxExporter {
                 wake = wake.min(first_pending_at + opts.batch_delay);
             }
             if let Some(at) = next_orphans {
+                wake = wake.min(at);
+            }
+            if let Some(at) = self.ledger.sent_due_at(opts.deletion_delay) {
                 wake = wake.min(at);
             }
             let room = healthy && pending.len() < opts.max_batch;
@@ -516,6 +529,8 @@ impl OutboxExporter {
                 self.ledger.settled(1);
             }
         }
+        let sent = self.ledger.take_stale_sent(Duration::ZERO);
+        self.delete_entries(&sent, false, &mut undeleted).await;
         self.retry_deletions(&mut undeleted).await;
         if !undeleted.is_empty() {
             tracing::warn!(
@@ -534,24 +549,36 @@ impl OutboxExporter {
         self.exporter.export(batch).await
     }
 
-    /// Deletes the entries (and, for swept spans, the outbox markers and
-    /// claims) of spans the collector accepted. Keys whose entries could
-    /// not be deleted go to `undeleted`, to be tried again (swept ones stay
+    /// Settles the spans the collector accepted: the entries of this
+    /// process's own spans are left to its next transaction
+    /// ([`ExporterOptions::deletion_delay`]); swept spans have their entry,
+    /// outbox marker and claim deleted now. Keys whose entries could not be
+    /// deleted go to `undeleted`, to be tried again (swept ones stay
     /// claimed meanwhile).
     async fn delete_sent(&self, pending: &[Pending], undeleted: &mut Vec<String>) {
+        let (swept, own): (Vec<&Pending>, Vec<&Pending>) = pending.iter().partition(|p| p.swept);
+        self.ledger.settled(own.len());
+        self.ledger
+            .defer_deletion(own.into_iter().map(|p| p.key.clone()));
+        let swept: Vec<String> = swept.into_iter().map(|p| p.key.clone()).collect();
+        self.delete_entries(&swept, true, undeleted).await;
         self.stats
             .exported
             .fetch_add(pending.len() as u64, Ordering::Relaxed);
-        let own = pending.iter().filter(|p| !p.swept).count();
+    }
+
+    /// Deletes the entries of sent spans (and, for swept ones, their
+    /// outbox markers and claims).
+    async fn delete_entries(&self, keys: &[String], swept: bool, undeleted: &mut Vec<String>) {
         // 100 spans per multi-operation keeps each one small.
-        for chunk in pending.chunks(100) {
+        for chunk in keys.chunks(100) {
             let paths = self.ledger.paths();
             let mut ops = Vec::with_capacity(chunk.len());
-            for p in chunk {
-                ops.push(Op::delete(paths.open(&p.key), None));
-                if p.swept {
-                    ops.push(Op::delete(paths.outbox(&p.key), None));
-                    ops.push(Op::delete(paths.claim(&p.key), None));
+            for key in chunk {
+                ops.push(Op::delete(paths.open(key), None));
+                if swept {
+                    ops.push(Op::delete(paths.outbox(key), None));
+                    ops.push(Op::delete(paths.claim(key), None));
                 }
             }
             if self.ledger.store().multi(&ops).await.is_ok() {
@@ -560,13 +587,12 @@ impl OutboxExporter {
             // One of them is gone already (a marker deleted by an earlier
             // attempt, a claim lost with a session), or the store failed:
             // one by one.
-            for p in chunk {
-                if !self.delete_entry(&p.key, p.swept).await {
-                    undeleted.push(p.key.clone());
+            for key in chunk {
+                if !self.delete_entry(key, swept).await {
+                    undeleted.push(key.clone());
                 }
             }
         }
-        self.ledger.settled(own);
     }
 
     /// Deletes a sent span's entry, then its outbox marker and claim; false

@@ -3,14 +3,15 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
 
 use dspans_store::{CreateMode, Op, OpResult, Store, StoreError};
 use durable_spans::{FinishedSpan, SpanInfo};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use crate::entry::{ended_bytes, Entry, OpenEntry};
-
 use crate::paths::{span_key, LedgerPaths};
 
 /// Bounds of a ledger.
@@ -116,6 +117,19 @@ enum Part {
     Marker,
 }
 
+/// Most deletions of sent entries added to one caller's transaction.
+const SENT_PER_COMMIT: usize = 100;
+
+/// Entries of spans this process's exporter sent, waiting to be deleted
+/// inside the next transaction this process commits anyway (a separate
+/// write per export batch would contend with the caller's writes).
+#[derive(Debug, Default)]
+pub(crate) struct SentEntries {
+    keys: Vec<String>,
+    /// When the oldest of `keys` was sent.
+    since: Option<Instant>,
+}
+
 pub(crate) struct Inner {
     pub store: Arc<dyn Store>,
     pub paths: LedgerPaths,
@@ -132,6 +146,8 @@ pub(crate) struct Inner {
     /// Owner paths of open entries already read (`None`: ended); an open
     /// entry changes only when it ends.
     pub owners: Mutex<HashMap<String, Option<String>>>,
+    /// Sent spans whose entries wait for deletion.
+    pub sent: Mutex<SentEntries>,
 }
 
 /// The open-span entries and outbox of one store root. Cheap to clone.
@@ -174,6 +190,7 @@ impl Ledger {
                 markers: AtomicUsize::new(0),
                 ready: AtomicBool::new(false),
                 owners: Mutex::new(HashMap::new()),
+                sent: Mutex::new(SentEntries::default()),
             }),
         }
     }
@@ -306,6 +323,26 @@ impl Ledger {
         if ops.is_empty() && ends.is_empty() {
             return Ok((Vec::new(), 0));
         }
+        // Only a transaction of the caller's own carries deletions of sent
+        // entries: one made for them alone is the exporter's fallback.
+        let mut sent = if ops.is_empty() {
+            Vec::new()
+        } else {
+            self.take_sent(SENT_PER_COMMIT)
+        };
+        let committed = self.commit_with_sent(ops, ends, &mut sent).await;
+        if committed.is_err() {
+            self.return_sent(sent);
+        }
+        committed
+    }
+
+    async fn commit_with_sent(
+        &self,
+        ops: Vec<Op>,
+        ends: SpanEnds,
+        sent: &mut Vec<String>,
+    ) -> Result<(Vec<OpResult>, usize), StoreError> {
         self.ensure_layout().await?;
         let local = self.inner.local.get();
         let full = !ends.is_empty() && self.is_full();
@@ -328,15 +365,31 @@ impl Ledger {
             });
         }
         let ended_by = local.map(|(id, _)| id.as_str()).unwrap_or("");
-        // Each retry settles one part of one span, so this ends.
-        let attempts = 1 + 3 * plans.len();
+        // Each retry settles one part of one span or drops one sent
+        // entry, so this ends.
+        let attempts = 1 + 3 * plans.len() + sent.len();
         let mut results = None;
         for _ in 0..attempts {
-            let (all, parts) = self.build(&ops, &plans, ended_by);
+            let (mut all, parts) = self.build(&ops, &plans, ended_by);
+            let sent_from = all.len();
+            all.extend(
+                sent.iter()
+                    .map(|key| Op::delete(self.inner.paths.open(key), None)),
+            );
             match self.inner.store.multi(&all).await {
                 Ok(r) => {
                     results = Some(r);
                     break;
+                }
+                Err(StoreError::Multi { index, source }) if index >= sent_from => {
+                    // Gone already (a takeover elsewhere sent it again), or
+                    // not deletable now: the caller's change must not wait
+                    // for it.
+                    let key = sent.remove(index - sent_from);
+                    if !matches!(*source, StoreError::NoNode { .. }) {
+                        tracing::debug!(span = %key, error = %source, "sent span's entry not deleted with this commit");
+                        self.return_sent(vec![key]);
+                    }
                 }
                 Err(StoreError::Multi { index, source }) if index >= ops.len() => {
                     let (plan_index, part) = parts[index - ops.len()];
@@ -441,6 +494,57 @@ impl Ledger {
             }
         }
         (all, parts)
+    }
+
+    /// Hands over the keys of sent spans whose entries are to be deleted
+    /// by this process's next transaction.
+    pub(crate) fn defer_deletion(&self, keys: impl IntoIterator<Item = String>) {
+        let mut sent = self.sent_entries();
+        let before = sent.keys.len();
+        sent.keys.extend(keys);
+        if before == 0 && !sent.keys.is_empty() {
+            sent.since = Some(Instant::now());
+        }
+    }
+
+    fn sent_entries(&self) -> MutexGuard<'_, SentEntries> {
+        // The list stays consistent even if a holder panicked.
+        self.inner.sent.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn take_sent(&self, most: usize) -> Vec<String> {
+        let mut sent = self.sent_entries();
+        let n = most.min(sent.keys.len());
+        let taken: Vec<String> = sent.keys.drain(..n).collect();
+        if sent.keys.is_empty() {
+            sent.since = None;
+        }
+        taken
+    }
+
+    fn return_sent(&self, keys: Vec<String>) {
+        if keys.is_empty() {
+            return;
+        }
+        let mut sent = self.sent_entries();
+        sent.since.get_or_insert_with(Instant::now);
+        sent.keys.splice(0..0, keys);
+    }
+
+    /// When the oldest sent entry waiting for deletion is `delay` old
+    /// (`None`: none waits).
+    pub(crate) fn sent_due_at(&self, delay: Duration) -> Option<Instant> {
+        self.sent_entries().since.map(|since| since + delay)
+    }
+
+    /// Takes every sent entry waiting for deletion once the oldest waited
+    /// `delay` (all of them with a zero delay): no transaction of this
+    /// process carried them, so the exporter deletes them itself.
+    pub(crate) fn take_stale_sent(&self, delay: Duration) -> Vec<String> {
+        match self.sent_due_at(delay) {
+            Some(due) if Instant::now() >= due => self.take_sent(usize::MAX),
+            _ => Vec::new(),
+        }
     }
 
     /// Puts an ended span's outbox marker, so that any exporter sends it.

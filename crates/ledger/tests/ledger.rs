@@ -2,7 +2,7 @@
 //! the test's own) and a real OTLP/gRPC receiver:
 //!
 //! - an end written with its owner's change reaches the collector once, and
-//!   its outbox entry is deleted only after that;
+//!   its outbox entry is deleted only after that, by the next commit;
 //! - two OS processes racing to end the same 1,000 saved spans export
 //!   exactly 1,000 spans;
 //! - entries claimed by a process whose session died are sent by another;
@@ -270,6 +270,46 @@ async fn ended_spans_reach_the_collector_once(backend: Backend) {
         .collect();
     assert_eq!(span_ids(&spans).into_iter().collect::<HashSet<_>>(), want);
     assert!(ledger.open_spans().await.unwrap().is_empty());
+    running.shutdown().await.unwrap();
+}
+
+/// The entries of sent spans are deleted inside the next transaction the
+/// process commits, not in a write of their own; what no transaction
+/// carried goes when the exporter stops.
+async fn sent_entries_go_with_the_next_commit(backend: Backend) {
+    let port = free_port();
+    let (sink, running) = receiver(port).await;
+    let store = backend.open().await;
+    let ledger = Ledger::new(store.clone(), format!("{ROOT}/spans"));
+    let tracer = tracer();
+    // Long enough that only a commit (or the stop) deletes the entries.
+    let options = ExporterOptions {
+        deletion_delay: Duration::from_secs(3600),
+        ..fast()
+    };
+    let exporter = exporter_to(port, &ledger, &tracer, "p1", options);
+    let stats = exporter.stats();
+    let (task, stop_tx) = spawn(exporter);
+    assert!(wait_until(DEADLINE, || async { stats.is_receiving() }).await);
+    start_owned_spans(&ledger, &tracer, 4).await;
+    let open_dir = ledger.paths().open_dir();
+    let entries = || async { store.children(&open_dir).await.unwrap().len() };
+    for i in 0..2 {
+        assert!(end_owned(&ledger, &tracer, i).await);
+    }
+    sink.wait_for_spans(2, DEADLINE).await.unwrap();
+    assert!(wait_until(DEADLINE, || async { stats.exported() == 2 }).await);
+    assert_eq!(entries().await, 4, "sent entries wait for a commit");
+    // Ending span 2 is the next commit: it also deletes the two sent
+    // entries.
+    assert!(end_owned(&ledger, &tracer, 2).await);
+    assert_eq!(entries().await, 2, "spans 2 (ended, unsent) and 3 (open)");
+    assert_eq!(ledger.open_spans().await.unwrap().len(), 1);
+    sink.wait_for_spans(3, DEADLINE).await.unwrap();
+    assert!(wait_until(DEADLINE, || async { stats.exported() == 3 }).await);
+    stop(task, stop_tx).await;
+    assert_eq!(entries().await, 1, "the stop deletes what is sent");
+    assert_eq!(sink.span_count(), 3);
     running.shutdown().await.unwrap();
 }
 
@@ -589,6 +629,7 @@ macro_rules! on_both {
 
 on_both!(
     ended_spans_reach_the_collector_once,
+    sent_entries_go_with_the_next_commit,
     entries_of_a_dead_process_are_sent_by_another,
     a_running_exporter_takes_over_from_one_that_died,
     an_absent_collector_loses_nothing,

@@ -10,13 +10,14 @@
 //!   spans: `JobExecution`, a remote child of the request's `span_context`
 //!   (attribute `hostname`), and under it `JobRun` (attribute `exit_code`:
 //!   the command's exit code, `-1` when it was killed or never started).
-//! - **Run**: `sh -c <run>` in a fresh scratch directory (deleted after), in
-//!   its own process group, stdin from `/dev/null`, output to a log file
-//!   outside that directory. Environment: `DSPANS_PROJECT`, `DSPANS_CHANGE`,
-//!   `DSPANS_PATCHSET`, `DSPANS_BRANCH`, `DSPANS_PIPELINE`, `DSPANS_JOB`,
-//!   `DSPANS_BUILD` (build uuid), `DSPANS_BUILDSET`, `DSPANS_ITEM`,
-//!   `DSPANS_EVENT_ID`, `DSPANS_RETRY`, and `TRACEPARENT` (the `JobRun`
-//!   span). Exit 0 → `SUCCESS`, other exit → `FAILURE`, `timeout_s` passed →
+//! - **Run**: `sh -c <run>` in a fresh scratch directory (deleted after;
+//!   an executor starting up deletes those that killed executors on the
+//!   same machine left), in its own process group, stdin from `/dev/null`,
+//!   output to a log file outside that directory. Environment:
+//!   `DSPANS_PROJECT`, `DSPANS_CHANGE`, `DSPANS_PATCHSET`, `DSPANS_BRANCH`,
+//!   `DSPANS_PIPELINE`, `DSPANS_JOB`, `DSPANS_BUILD` (build uuid),
+//!   `DSPANS_BUILDSET`, `DSPANS_ITEM`, `DSPANS_EVENT_ID`, `DSPANS_RETRY`, and
+//!   `TRACEPARENT` (the `JobRun` span). Exit 0 → `SUCCESS`, other exit → `FAILURE`, `timeout_s` passed →
 //!   the group is killed, `TIMED_OUT`; the command cannot be started →
 //!   `ERROR`.
 //! - **Result**: both spans are ended (handed to the exporter) first; then
@@ -46,6 +47,7 @@ use crate::config::Config;
 use crate::layout::Layout;
 use crate::model::{BuildCompleted, BuildRequest, BuildResult, ModelError, ResultEvent};
 use crate::process::{self, Abort, Outcome, OutputMode};
+use crate::scratch;
 use crate::worker::{decode_request, serve, PartialRequest, Worker};
 
 pub use crate::worker::SHUTDOWN_GRACE;
@@ -94,6 +96,7 @@ impl Executor {
             self.worker.layout.executor_queue(),
         );
         tracing::info!(executor = %self.worker.name, "executor started");
+        scratch::remove_abandoned("build");
         serve(&queue, &self.worker.name, shutdown, |claim, abort| {
             self.execute(&queue, claim, abort)
         })
@@ -187,7 +190,7 @@ impl Executor {
         traceparent: &str,
         abort: &Abort,
     ) -> (Outcome, Option<String>) {
-        let scratch = match tempfile::Builder::new().prefix("dspans-build-").tempdir() {
+        let scratch = match scratch::create("build") {
             Ok(dir) => dir,
             Err(e) => {
                 let reason = format!("cannot create a scratch directory: {e}");

@@ -37,6 +37,7 @@ pub mod merger;
 pub mod model;
 pub mod process;
 pub mod scheduler;
+mod scratch;
 mod worker;
 
 pub use config::{Config, ConfigError};

@@ -45,6 +45,7 @@ use crate::config::Config;
 use crate::layout::Layout;
 use crate::model::{ChangeRef, MergeCompleted, MergeRequest, MergeResult, ModelError, ResultEvent};
 use crate::process::{self, Abort, Outcome, OutputMode};
+use crate::scratch;
 use crate::worker::{decode_request, serve, PartialRequest, Worker};
 
 /// Longest time one git command may take.
@@ -118,6 +119,7 @@ impl Merger {
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let queue = JobQueue::new(self.worker.store.clone(), self.worker.layout.merger_queue());
         tracing::info!(merger = %self.worker.name, "merger started");
+        scratch::remove_abandoned("merge");
         serve(&queue, &self.worker.name, shutdown, |claim, abort| {
             self.handle(&queue, claim, abort)
         })
@@ -223,9 +225,7 @@ impl Merger {
         changes: &[&ChangeRef],
         abort: &Abort,
     ) -> Result<String, GitFailure> {
-        let scratch = tempfile::Builder::new()
-            .prefix("dspans-merge-")
-            .tempdir()
+        let scratch = scratch::create("merge")
             .map_err(|e| GitFailure::Error(format!("cannot create a scratch directory: {e}")))?;
         let repo = std::path::absolute(repo).unwrap_or_else(|_| repo.to_path_buf());
         if !repo.exists() {
