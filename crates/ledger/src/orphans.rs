@@ -1,6 +1,6 @@
 //! Ending spans whose owning object is gone.
 
-use dspans_store::StoreError;
+use dspans_store::{validate_path, StoreError};
 use durable_spans::{FinishedSpan, StatusData, Timestamp};
 use opentelemetry::KeyValue;
 
@@ -21,7 +21,9 @@ impl Ledger {
             let live: std::collections::HashSet<&String> = keys.iter().collect();
             owners.retain(|key, _| live.contains(key));
         }
-        let mut ended = 0;
+        // The owners of open entries, looked up together: one round trip
+        // per chunk rather than one per open span.
+        let mut candidates: Vec<(String, String)> = Vec::new();
         for key in keys {
             let cached = self
                 .inner
@@ -51,7 +53,19 @@ impl Ledger {
             let Some(owner) = owner else {
                 continue;
             };
-            if store.exists(&owner).await?.is_some() {
+            if let Err(error) = validate_path(&owner) {
+                tracing::warn!(span = %key, %error, "open span names an impossible owner; left alone");
+                continue;
+            }
+            candidates.push((key, owner));
+        }
+        let owners: Vec<String> = candidates.iter().map(|(_, owner)| owner.clone()).collect();
+        let present = store.exists_all(&owners).await?;
+        let mut ended = 0;
+        // An owner is created with its span's entry, so one found missing
+        // was deleted and stays gone.
+        for ((key, owner), present) in candidates.into_iter().zip(present) {
+            if present {
                 continue;
             }
             let entry = match self.read_entry(&key).await? {

@@ -120,6 +120,13 @@ impl Store for CountingStore {
         self.timed(self.inner.exists(path)).await
     }
 
+    async fn exists_all(&self, paths: &[String]) -> Result<Vec<bool>> {
+        // One round trip per chunk, as both backends read them.
+        let trips = paths.len().div_ceil(crate::store::EXISTS_ALL_CHUNK);
+        self.count.fetch_add(trips as u64, Ordering::Relaxed);
+        self.timed(self.inner.exists_all(paths)).await
+    }
+
     async fn children(&self, path: &str) -> Result<Vec<String>> {
         self.tick();
         self.timed(self.inner.children(path)).await

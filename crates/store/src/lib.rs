@@ -42,7 +42,7 @@ pub use counting::CountingStore;
 pub use error::{Result, StoreError};
 pub use path::{join_path, node_name, parent_path, sequence_of, validate_path};
 pub use sqlite::SqliteStore;
-pub use store::Store;
+pub use store::{Store, EXISTS_ALL_CHUNK};
 pub use types::{
     CreateMode, EventKind, Node, Op, OpResult, SessionState, Stat, Watch, WatchEvent,
     MAX_VALUE_SIZE,

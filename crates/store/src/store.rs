@@ -9,6 +9,9 @@ use crate::error::{Result, StoreError};
 use crate::path::{join_path, parent_path, validate_path};
 use crate::types::{CreateMode, Node, Op, OpResult, SessionState, Stat, Watch};
 
+/// Paths per round trip of [`Store::exists_all`].
+pub const EXISTS_ALL_CHUNK: usize = 100;
+
 /// A coordination store: a tree of small versioned values addressed by
 /// ZooKeeper-style paths (`/a/b/c`), with ephemeral nodes bound to the
 /// handle's session, compare-and-set, atomic multi-operations and change
@@ -66,6 +69,17 @@ pub trait Store: Send + Sync + Debug {
     /// Names (not paths) of the node's children, sorted.
     /// [`StoreError::NoNode`] if the node does not exist.
     async fn children(&self, path: &str) -> Result<Vec<String>>;
+
+    /// Whether each of `paths` exists, in order, read in as few round trips
+    /// as the backend allows (one per [`EXISTS_ALL_CHUNK`] paths on both
+    /// backends here; this default asks one by one).
+    async fn exists_all(&self, paths: &[String]) -> Result<Vec<bool>> {
+        let mut found = Vec::with_capacity(paths.len());
+        for path in paths {
+            found.push(self.exists(path).await?.is_some());
+        }
+        Ok(found)
+    }
 
     /// Applies all operations atomically, in order (later operations see
     /// the effects of earlier ones), or none of them. On failure the error is

@@ -325,6 +325,45 @@ impl Store for ZkStore {
         Ok(names)
     }
 
+    async fn exists_all(&self, paths: &[String]) -> Result<Vec<bool>> {
+        for path in paths {
+            validate_path(path)?;
+        }
+        let client = self.client()?;
+        let mut found = Vec::with_capacity(paths.len());
+        // One multi-read per chunk; each read answers on its own, so a
+        // missing node does not spoil the others.
+        for chunk in paths.chunks(crate::store::EXISTS_ALL_CHUNK) {
+            let mut reader = client.new_multi_reader();
+            for path in chunk {
+                reader
+                    .add_get_children(path)
+                    .map_err(|e| map_err(e, path))?;
+            }
+            let results = reader.commit().await.map_err(|e| map_err(e, &chunk[0]))?;
+            if results.len() != chunk.len() {
+                return Err(StoreError::Backend {
+                    backend: "zookeeper",
+                    message: format!(
+                        "multi-read answered {} of {} reads",
+                        results.len(),
+                        chunk.len()
+                    ),
+                });
+            }
+            for (path, result) in chunk.iter().zip(results) {
+                match result {
+                    zk::MultiReadResult::Error {
+                        err: zk::Error::NoNode,
+                    } => found.push(false),
+                    zk::MultiReadResult::Error { err } => return Err(map_err(err, path)),
+                    _ => found.push(true),
+                }
+            }
+        }
+        Ok(found)
+    }
+
     async fn multi(&self, ops: &[Op]) -> Result<Vec<OpResult>> {
         crate::check_multi(ops)?;
         let client = self.client()?;

@@ -461,6 +461,18 @@ impl Store for SqliteStore {
         self.run(move |conn, _| ops::children(conn, &p)).await
     }
 
+    async fn exists_all(&self, paths: &[String]) -> Result<Vec<bool>> {
+        for path in paths {
+            validate_path(path)?;
+        }
+        let mut found = Vec::with_capacity(paths.len());
+        for chunk in paths.chunks(crate::store::EXISTS_ALL_CHUNK) {
+            let chunk = chunk.to_vec();
+            found.extend(self.run(move |conn, _| ops::exist(conn, &chunk)).await?);
+        }
+        Ok(found)
+    }
+
     async fn multi(&self, ops_list: &[Op]) -> Result<Vec<OpResult>> {
         crate::check_multi(ops_list)?;
         let list = ops_list.to_vec();

@@ -151,6 +151,19 @@ pub(crate) fn children(conn: &Connection, path: &str) -> Result<Vec<String>> {
     Ok(names)
 }
 
+/// Whether each path exists, read in one snapshot.
+pub(crate) fn exist(conn: &Connection, paths: &[String]) -> Result<Vec<bool>> {
+    let tx = conn.unchecked_transaction().map_err(db)?;
+    let mut query = tx
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM nodes WHERE path = ?1)")
+        .map_err(db)?;
+    let mut found = Vec::with_capacity(paths.len());
+    for path in paths {
+        found.push(query.query_row([path], |r| r.get(0)).map_err(db)?);
+    }
+    Ok(found)
+}
+
 fn version_of(tx: &Transaction<'_>, path: &str) -> Result<Option<i32>> {
     tx.prepare_cached("SELECT version FROM nodes WHERE path = ?1")
         .map_err(db)?

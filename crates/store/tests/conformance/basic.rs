@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use anyhow::{ensure, Context};
-use dspans_store::{CreateMode, EventKind, Op, OpResult, SessionState, StoreError, MAX_VALUE_SIZE};
+use dspans_store::{
+    CreateMode, EventKind, Op, OpResult, SessionState, StoreError, EXISTS_ALL_CHUNK, MAX_VALUE_SIZE,
+};
 
 use crate::common::{wait_until, Env};
 
@@ -71,6 +73,38 @@ pub async fn create_get_children_delete(env: Env) -> anyhow::Result<()> {
             .data
             == b"leaf"
     );
+    Ok(())
+}
+
+/// Existence of many paths, in order: more paths than one chunk, present
+/// and missing ones mixed, a node with children among them.
+pub async fn exists_all_answers_each_path(env: Env) -> anyhow::Result<()> {
+    let store = env.open().await;
+    store.create_all(&env.path("parent/child"), b"").await?;
+    let total = EXISTS_ALL_CHUNK * 2 + 7;
+    let mut paths = Vec::new();
+    let mut expected = Vec::new();
+    for i in 0..total {
+        let path = env.path(&format!("n{i}"));
+        let present = i % 3 != 1;
+        if present {
+            store.create(&path, b"x", CreateMode::Persistent).await?;
+        }
+        paths.push(path);
+        expected.push(present);
+    }
+    paths.push(env.path("parent"));
+    expected.push(true);
+    paths.push(env.path("missing/deeper"));
+    expected.push(false);
+    let found = store.exists_all(&paths).await?;
+    ensure!(found == expected, "exists_all answered {found:?}");
+    ensure!(store.exists_all(&[]).await?.is_empty());
+    let err = store
+        .exists_all(&["not/a/path".to_string()])
+        .await
+        .unwrap_err();
+    ensure!(matches!(err, StoreError::InvalidPath { .. }), "got {err:?}");
     Ok(())
 }
 

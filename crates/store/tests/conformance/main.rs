@@ -27,6 +27,7 @@ macro_rules! cases {
 /// Every case of the suite, in order.
 const CASES: &[(&str, CaseFn)] = cases![
     basic::create_get_children_delete,
+    basic::exists_all_answers_each_path,
     basic::sequential_and_ephemeral_rules,
     basic::cas_conflict_changes_nothing,
     basic::multi_failing_check_changes_nothing,
