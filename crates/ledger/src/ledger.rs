@@ -117,6 +117,9 @@ enum Part {
     Marker,
 }
 
+/// Most owners of open entries kept in memory (about 100 bytes each).
+pub(crate) const MAX_NOTED_OWNERS: usize = 100_000;
+
 /// Most deletions of sent entries added to one caller's transaction.
 const SENT_PER_COMMIT: usize = 100;
 
@@ -226,11 +229,40 @@ impl Ledger {
             span: span.clone(),
         };
         let data = serde_json::to_vec(&entry).expect("an open entry always serializes");
-        Some(Op::create(
-            self.inner.paths.open(&span_key(span.span_id)),
-            data,
-            CreateMode::Persistent,
-        ))
+        let key = span_key(span.span_id);
+        let path = self.inner.paths.open(&key);
+        self.remember_owner(key, entry.owner);
+        Some(Op::create(path, data, CreateMode::Persistent))
+    }
+
+    /// Notes the owner of an entry this process writes, so that the orphan
+    /// sweep does not read the entry back to learn it. A span's key names
+    /// one span and the span one owner, so the note holds even if the
+    /// transaction carrying the entry fails (the sweep only looks up keys it
+    /// finds in the store). The sweep forgets keys that are gone; a process
+    /// that never sweeps stops noting at [`MAX_NOTED_OWNERS`].
+    fn remember_owner(&self, key: String, owner: String) {
+        let mut owners = self.owner_notes();
+        if owners.len() < MAX_NOTED_OWNERS {
+            owners.insert(key, Some(owner));
+        }
+    }
+
+    /// Marks noted entries as ended (by this process or, as a failed
+    /// compare-and-set showed, elsewhere): the sweep has nothing to check
+    /// for them.
+    fn forget_owners<'k>(&self, keys: impl Iterator<Item = &'k String>) {
+        let mut owners = self.owner_notes();
+        for key in keys {
+            if let Some(owner) = owners.get_mut(key) {
+                *owner = None;
+            }
+        }
+    }
+
+    pub(crate) fn owner_notes(&self) -> MutexGuard<'_, HashMap<String, Option<String>>> {
+        // The notes stay consistent even if a holder panicked.
+        self.inner.owners.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// An empty set of spans to end.
@@ -434,6 +466,7 @@ impl Ledger {
             ));
         };
         results.truncate(ops.len());
+        self.forget_owners(plans.iter().map(|p| &p.key));
         let ended = plans.iter().filter(|p| p.live && !p.drop).count();
         if let Some((_, queue)) = local {
             for plan in plans.into_iter().filter(|p| p.live && !p.drop) {

@@ -17,7 +17,7 @@ impl Ledger {
         let store = self.store().clone();
         let keys = self.keys(&self.paths().open_dir()).await?;
         {
-            let mut owners = self.inner.owners.lock().expect("owner cache poisoned");
+            let mut owners = self.owner_notes();
             let live: std::collections::HashSet<&String> = keys.iter().collect();
             owners.retain(|key, _| live.contains(key));
         }
@@ -25,13 +25,7 @@ impl Ledger {
         // per chunk rather than one per open span.
         let mut candidates: Vec<(String, String)> = Vec::new();
         for key in keys {
-            let cached = self
-                .inner
-                .owners
-                .lock()
-                .expect("owner cache poisoned")
-                .get(&key)
-                .cloned();
+            let cached = self.owner_notes().get(&key).cloned();
             let owner = match cached {
                 Some(owner) => owner,
                 None => {
@@ -40,11 +34,7 @@ impl Ledger {
                         Some(Entry::Open(entry)) => Some(entry.owner),
                         Some(Entry::Ended(_)) => None,
                     };
-                    self.inner
-                        .owners
-                        .lock()
-                        .expect("owner cache poisoned")
-                        .insert(key.clone(), owner.clone());
+                    self.owner_notes().insert(key.clone(), owner.clone());
                     owner
                 }
             };
@@ -71,11 +61,7 @@ impl Ledger {
             let entry = match self.read_entry(&key).await? {
                 Some(Entry::Open(entry)) => entry,
                 _ => {
-                    self.inner
-                        .owners
-                        .lock()
-                        .expect("owner cache poisoned")
-                        .insert(key.clone(), None);
+                    self.owner_notes().insert(key.clone(), None);
                     continue;
                 }
             };

@@ -23,7 +23,7 @@ use dspans_otlp::proto::trace::v1::status::StatusCode;
 use dspans_otlp::proto::trace::v1::Span;
 use dspans_otlp::receiver::{MemorySink, Receiver, RunningReceiver};
 use dspans_otlp::{build_exporter, ExportOptions, Protocol};
-use dspans_store::{CreateMode, Op, Store, StoreConfig};
+use dspans_store::{CountingStore, CreateMode, Op, Store, StoreConfig};
 use durable_spans::{DurableTracer, EndOptions, SavedSpanOptions, SpanInfo};
 
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -132,6 +132,12 @@ async fn start_owned_spans(ledger: &Ledger, tracer: &DurableTracer, n: usize) ->
         infos.push(info);
     }
     infos
+}
+
+/// The owners of the open spans, oldest span first.
+async fn open_owners(ledger: &Ledger) -> Vec<String> {
+    let spans = ledger.open_spans().await.unwrap();
+    spans.into_iter().map(|s| s.owner).collect()
 }
 
 fn owner_path(i: usize) -> String {
@@ -412,13 +418,7 @@ async fn orphans_are_ended_once_with_an_error(backend: Backend) {
     let (a, b) = tokio::join!(ledger.sweep_orphans(), other.sweep_orphans());
     assert_eq!(a.unwrap() + b.unwrap(), 1);
     assert_eq!(ledger.sweep_orphans().await.unwrap(), 0);
-    let open: Vec<String> = ledger
-        .open_spans()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|s| s.owner)
-        .collect();
+    let open = open_owners(&ledger).await;
     assert_eq!(open, vec![owner_path(0), owner_path(2)]);
     let (task, stop_tx) = spawn(exporter_to(port, &ledger, &tracer, "p1", fast()));
     let spans = sink.wait_for_spans(1, DEADLINE).await.unwrap();
@@ -439,6 +439,44 @@ async fn orphans_are_ended_once_with_an_error(backend: Backend) {
         "Some(BoolValue(true))"
     );
     running.shutdown().await.unwrap();
+}
+
+/// The sweep looks an entry's owner up by reading the entry, except for
+/// entries its own process wrote or ended: those it knows. A scheduler
+/// holding hundreds of queued items would otherwise read each one's entry
+/// back once, store traffic that tracing would add to the pipeline's.
+async fn a_sweep_reads_no_entry_its_process_wrote(backend: Backend) {
+    let counted = Arc::new(CountingStore::new(backend.open().await));
+    let ledger = Ledger::new(counted.clone(), format!("{ROOT}/spans"));
+    let tracer = tracer();
+    start_owned_spans(&ledger, &tracer, 5).await;
+    assert!(end_owned(&ledger, &tracer, 0).await);
+    let before = counted.round_trips();
+    assert_eq!(ledger.sweep_orphans().await.unwrap(), 0);
+    assert_eq!(
+        counted.round_trips() - before,
+        2,
+        "one listing and one owner lookup for the 4 open spans, no entry read"
+    );
+
+    let elsewhere = Arc::new(CountingStore::new(backend.open().await));
+    let other = Ledger::new(elsewhere.clone(), format!("{ROOT}/spans"));
+    assert_eq!(other.sweep_orphans().await.unwrap(), 0);
+    assert_eq!(
+        elsewhere.round_trips(),
+        2 + 5,
+        "another process reads each of the 5 entries once"
+    );
+    let before = elsewhere.round_trips();
+    assert_eq!(other.sweep_orphans().await.unwrap(), 0);
+    assert_eq!(elsewhere.round_trips() - before, 2, "and only once");
+
+    // What the sweep knows does not hide an orphan from it.
+    counted.delete(&owner_path(3), None).await.unwrap();
+    assert_eq!(ledger.sweep_orphans().await.unwrap(), 1);
+    assert_eq!(other.sweep_orphans().await.unwrap(), 0);
+    let open = open_owners(&ledger).await;
+    assert_eq!(open, vec![owner_path(1), owner_path(2), owner_path(4)]);
 }
 
 async fn a_full_outbox_drops_and_counts(backend: Backend) {
@@ -634,6 +672,7 @@ on_both!(
     a_running_exporter_takes_over_from_one_that_died,
     an_absent_collector_loses_nothing,
     orphans_are_ended_once_with_an_error,
+    a_sweep_reads_no_entry_its_process_wrote,
     a_full_outbox_drops_and_counts,
     spans_without_an_open_entry_and_repeated_ends,
 );
