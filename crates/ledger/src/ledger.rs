@@ -146,8 +146,9 @@ pub(crate) struct Inner {
     /// Outbox markers at the last count.
     pub markers: AtomicUsize,
     ready: AtomicBool,
-    /// Owner paths of open entries already read (`None`: ended); an open
-    /// entry changes only when it ends.
+    /// Owner paths of open entries this process wrote or already read
+    /// (`None`: ended); an open entry changes only when it ends. Read and
+    /// written through [`Ledger::owner_notes`].
     pub owners: Mutex<HashMap<String, Option<String>>>,
     /// Sent spans whose entries wait for deletion.
     pub sent: Mutex<SentEntries>,
