@@ -22,9 +22,9 @@ if [ "${1:-}" = "--otlp-endpoint" ] && [ -n "${2:-}" ]; then
     export_args=(--otlp-endpoint "$2")
 fi
 
-echo "==> building dspans (release)" >&2
-cargo build --release --quiet --manifest-path "$root/Cargo.toml" -p dspans-cli
-dspans="$root/target/release/dspans"
+echo "==> building dspans" >&2
+cargo build --quiet --manifest-path "$root/Cargo.toml" -p dspans-cli
+dspans="$root/target/debug/dspans"
 cd "$work"
 echo "==> working in $work" >&2
 

@@ -6,8 +6,9 @@
 //!
 //! Round trips include the components' polling, which grows with elapsed
 //! time; writes (create, set, delete, multi) are what an item itself costs.
-//! Span data and ledger entries ride in those writes; the outbox exporter's
-//! deletions and sweeps are the round trips tracing adds.
+//! Span data and ledger entries ride in those writes; the outbox sender's
+//! deletions (one multi-operation per export) and sweeps are the round
+//! trips tracing adds.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,14 +17,11 @@ use anyhow::{bail, Context as _};
 use clap::{Args, ValueEnum};
 use dspans_otlp::receiver::{MemorySink, Receiver};
 use dspans_otlp::{ExportOptions, Protocol};
-use dspans_pipeline::executor::Executor;
-use dspans_pipeline::merger::Merger;
+use dspans_pipeline::component::{tracer, Component, Kind};
 use dspans_pipeline::model::ChangeRef;
-use dspans_pipeline::scheduler::{enqueue, Scheduler};
+use dspans_pipeline::scheduler::enqueue;
 use dspans_pipeline::{Config, Layout};
 use dspans_store::{CountingStore, Store, StoreConfig};
-
-use crate::pipeline_cmd::{self, Kind};
 
 /// Store backend to measure.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -181,12 +179,10 @@ async fn run_once(
         BackendArg::Sqlite => StoreConfig::sqlite(scratch.path().join("bench.db")),
         BackendArg::Zookeeper => StoreConfig::zookeeper(&args.hosts),
     };
-    let config = config(store_config.clone())?;
     let layout = Layout::with_root(&root)?;
-
     let sink = MemorySink::new();
     let receiver = ReceiverThread::start(sink.clone())?;
-    let mut config = config;
+    let mut config = config(store_config.clone())?;
     config.tracing = ExportOptions {
         enabled: tracing,
         protocol: Protocol::Grpc,
@@ -194,62 +190,70 @@ async fn run_once(
         service_name: Some("bench".to_string()),
         ..ExportOptions::default()
     };
+    let stores = open_stores(args, &store_config).await?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    // Each component is assembled as `dspans scheduler|executor|merger`
+    // assembles itself (batched ordinary spans, saved spans through the
+    // ledger's outbox and this process's outbox sender), on a counted store.
+    let mut tasks = Vec::new();
+    for (kind, store) in [Kind::Scheduler, Kind::Executor, Kind::Merger]
+        .into_iter()
+        .zip(&stores)
+    {
+        let name = format!("bench-{}", kind.as_str());
+        let store: Arc<dyn Store> = store.clone();
+        let component = Component::assemble(kind, config.clone(), name, store, layout.clone())?;
+        let mut stopped = stopped.clone();
+        tasks.push(tokio::spawn(component.run(async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        })));
+    }
+    let client = tracer(&config, Kind::Scheduler, "bench-enqueue")?;
+    let before = Counters::read(&stores);
+    let seconds = push_items(args, &stores[3], &layout, &client).await?;
+    let after = Counters::read(&stores);
+    stop.send(true)?;
+    for task in tasks {
+        task.await??;
+    }
+    let _ = client.shutdown();
+    receiver.stop();
+    let spans = sink.span_count();
+    let _ = stores[3].delete_all(&root).await;
+    let mut figures = figures(args, seconds, &before, &after);
+    figures["tracing"] = serde_json::json!(if tracing { "on" } else { "off" });
+    figures["spans_exported"] = serde_json::json!(spans);
+    Ok(figures)
+}
+
+/// One counted store session per component, the last one for enqueueing.
+async fn open_stores(
+    args: &BenchPipelineArgs,
+    config: &StoreConfig,
+) -> anyhow::Result<Vec<Arc<CountingStore>>> {
+    // The run's scratch store: created here, like `dspans store init`.
+    dspans_store::init(config)
+        .await
+        .with_context(|| format!("cannot create the {:?} store", args.backend))?;
     let mut stores = Vec::new();
     for _ in 0..4 {
-        let inner = dspans_store::open(&store_config)
+        let inner = dspans_store::open(config)
             .await
             .with_context(|| format!("cannot open the {:?} store", args.backend))?;
         stores.push(Arc::new(CountingStore::new(inner)));
     }
-    let as_store = |s: &Arc<CountingStore>| -> Arc<dyn Store> { s.clone() };
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
-    // Each component is set up as `dspans scheduler|executor|merger` sets
-    // itself up: batched ordinary spans, saved spans through the ledger's
-    // outbox and this process's outbox exporter.
-    let mut tasks = Vec::new();
-    let mut outboxes = Vec::new();
-    for (index, kind) in [Kind::Scheduler, Kind::Executor, Kind::Merger]
-        .into_iter()
-        .enumerate()
-    {
-        let name = format!("bench-{}", kind.as_str());
-        let store = as_store(&stores[index]);
-        let tracer = pipeline_cmd::tracer(&config, kind, &name)?;
-        let (ledger, outbox) =
-            pipeline_cmd::outbox(&config, kind, &name, &store, &layout, &tracer)?;
-        if let Some(outbox) = outbox {
-            outboxes.push((
-                tokio::spawn(outbox.run(wait(stopped.clone()))),
-                tracer.clone(),
-            ));
-        }
-        let config = config.clone();
-        tasks.push(match kind {
-            Kind::Scheduler => tokio::spawn(
-                Scheduler::new(config, store, tracer, name)
-                    .with_layout(layout.clone())
-                    .with_ledger(ledger)
-                    .run(wait(stopped.clone())),
-            ),
-            Kind::Executor => tokio::spawn(
-                Executor::new(config, store, tracer, name)
-                    .with_layout(layout.clone())
-                    .run(wait(stopped.clone())),
-            ),
-            Kind::Merger => tokio::spawn(
-                Merger::new(config, store, tracer, name)
-                    .with_layout(layout.clone())
-                    .run(wait(stopped.clone())),
-            ),
-        });
-    }
-    let client = pipeline_cmd::tracer(&config, Kind::Scheduler, "bench-enqueue")?;
-    let before: Vec<u64> = stores.iter().map(|s| s.round_trips()).collect();
-    let writes_before: u64 = stores.iter().map(|s| s.writes()).sum();
-    let waited_before: Vec<Duration> = stores.iter().map(|s| s.waited()).collect();
+    Ok(stores)
+}
+
+/// Enqueues the items through `store` and waits until all are reported;
+/// returns the seconds that took.
+async fn push_items(
+    args: &BenchPipelineArgs,
+    store: &Arc<CountingStore>,
+    layout: &Layout,
+    client: &durable_spans::DurableTracer,
+) -> anyhow::Result<f64> {
+    let counted: Arc<dyn Store> = store.clone();
     let started = Instant::now();
     for n in 1..=args.items {
         let change = ChangeRef {
@@ -258,17 +262,17 @@ async fn run_once(
             patchset: 1,
             branch: "main".into(),
         };
-        enqueue(&as_store(&stores[3]), &layout, &client, "check", change).await?;
+        enqueue(&counted, layout, client, "check", change).await?;
     }
     let deadline = started + Duration::from_secs(60 + args.items);
     let mut last_note = Instant::now();
     loop {
-        let reported: usize = stores[3]
+        let reported: usize = store
             .inner_children(&layout.reports("check"))
             .await
             .unwrap_or_default();
         if reported as u64 >= args.items {
-            break;
+            return Ok(started.elapsed().as_secs_f64());
         }
         if Instant::now() > deadline {
             bail!("only {reported} of {} items reported in time", args.items);
@@ -279,47 +283,59 @@ async fn run_once(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let seconds = started.elapsed().as_secs_f64();
-    let per_component: Vec<u64> = stores
+}
+
+/// The counters of the stores at one moment.
+struct Counters {
+    round_trips: Vec<u64>,
+    writes: u64,
+    waited: Vec<Duration>,
+}
+
+impl Counters {
+    fn read(stores: &[Arc<CountingStore>]) -> Counters {
+        Counters {
+            round_trips: stores.iter().map(|s| s.round_trips()).collect(),
+            writes: stores.iter().map(|s| s.writes()).sum(),
+            waited: stores.iter().map(|s| s.waited()).collect(),
+        }
+    }
+}
+
+/// The figures of a run that took `seconds`, from the counters before and
+/// after it.
+fn figures(
+    args: &BenchPipelineArgs,
+    seconds: f64,
+    before: &Counters,
+    after: &Counters,
+) -> serde_json::Value {
+    let per_component: Vec<u64> = after
+        .round_trips
         .iter()
-        .zip(&before)
-        .map(|(s, before)| s.round_trips() - before)
+        .zip(&before.round_trips)
+        .map(|(after, before)| after - before)
         .collect();
     let round_trips: u64 = per_component.iter().sum();
-    let waited_ms: Vec<f64> = stores
+    let waited_ms = after
+        .waited
         .iter()
-        .zip(&waited_before)
-        .map(|(s, before)| (s.waited() - *before).as_secs_f64() * 1000.0)
-        .collect();
+        .zip(&before.waited)
+        .map(|(after, before)| (*after - *before).as_secs_f64() * 1000.0);
     let ms_per_item = |ms: f64| (ms / args.items as f64 * 100.0).round() / 100.0;
     let per_item = |n: u64| (n as f64 / args.items as f64 * 10.0).round() / 10.0;
-    let writes: u64 = stores.iter().map(|s| s.writes()).sum::<u64>() - writes_before;
-    stop.send(true)?;
-    for task in tasks {
-        task.await?;
-    }
-    for (outbox, tracer) in outboxes {
-        outbox.await?;
-        let _ = tracer.shutdown();
-    }
-    let _ = client.shutdown();
-    receiver.stop();
-    let spans = sink.span_count();
-    let _ = stores[3].delete_all(&root).await;
-    Ok(serde_json::json!({
+    serde_json::json!({
             "backend": backend_name(args.backend),
-            "tracing": if tracing { "on" } else { "off" },
             "items": args.items,
             "seconds": (seconds * 1000.0).round() / 1000.0,
             "items_per_s": (args.items as f64 / seconds * 10.0).round() / 10.0,
             "store_round_trips_per_item": per_item(round_trips),
             "store_round_trips_per_item_by_component":
                 by_component(per_component.iter().map(|&n| per_item(n))),
-            "store_writes_per_item": per_item(writes),
+            "store_writes_per_item": per_item(after.writes - before.writes),
             "store_wait_ms_per_item_by_component":
-                by_component(waited_ms.iter().map(|&ms| ms_per_item(ms))),
-            "spans_exported": spans,
-    }))
+                by_component(waited_ms.map(ms_per_item)),
+    })
 }
 
 /// Names the per-store figures of a run, in the order the stores were

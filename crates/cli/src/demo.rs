@@ -270,6 +270,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let config_path = dir.join("dspans.toml");
     std::fs::write(&config_path, config_text(&args, &dir, &endpoint))?;
     let config = Config::from_file(&config_path)?;
+    // The store is created here, once: components only open it.
+    dspans_store::init(&config.store)
+        .await
+        .context("cannot create the store")?;
     let schedulers = ["scheduler-1", "scheduler-2"];
     for name in schedulers {
         procs.spawn(

@@ -1,5 +1,9 @@
 //! `dspans`: OpenTelemetry spans that outlive the process that started them.
 
+// The doc comments of this binary's argument structs are clap's `--help`
+// text, where `[store]` names a config section, not an item to link to.
+#![allow(rustdoc::broken_intra_doc_links)]
+
 mod bench_pipeline;
 mod bench_spans;
 mod collector_cmd;
@@ -128,10 +132,28 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("dspans: {}", error_chain(&e));
-            ExitCode::FAILURE
+            if e.downcast_ref::<UsageError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
+
+/// An error in what the command was given that clap could not see (an end
+/// time before the span's start): exit status 2, like clap's own usage
+/// errors, so scripts can tell it from a failure at run time.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
 
 /// The error and its causes, `: `-separated, leaving out a cause whose text
 /// the message already holds (library errors often name their cause).

@@ -46,10 +46,10 @@ pub struct StartArgs {
     #[arg(long, value_name = "JSON")]
     pub link_context: Vec<String>,
     /// Attribute K=V of the link given just before; repeatable.
-    #[arg(long, value_name = "K=V")]
+    #[arg(long, value_name = "K=V", value_parser = key_value)]
     pub link_attr: Vec<String>,
     /// Start attribute K=V (string); refused unless --include-attributes.
-    #[arg(long, value_name = "K=V")]
+    #[arg(long, value_name = "K=V", value_parser = key_value)]
     pub attr: Vec<String>,
     /// Persist start attributes in the span info (by default attributes belong at the end).
     #[arg(long)]
@@ -66,7 +66,7 @@ pub struct EndArgs {
     #[arg(long, value_name = "T", allow_hyphen_values = true)]
     pub end_time: Option<Timestamp>,
     /// End attribute K=V (string); repeatable; overrides persisted start attributes.
-    #[arg(long, value_name = "K=V")]
+    #[arg(long, value_name = "K=V", value_parser = key_value)]
     pub attr: Vec<String>,
     /// End attributes with types, as a JSON object: strings, integers, floats,
     /// booleans and lists of one of them. null values are dropped with a warning.
@@ -107,7 +107,7 @@ pub struct ChildArgs {
     )]
     pub end_time: Option<Timestamp>,
     /// Attribute K=V (string); repeatable.
-    #[arg(long, value_name = "K=V")]
+    #[arg(long, value_name = "K=V", value_parser = key_value)]
     pub attr: Vec<String>,
     /// Print the child's span info instead of ending it.
     #[arg(long)]
@@ -205,6 +205,7 @@ async fn end(args: EndArgs) -> anyhow::Result<()> {
     if let Some(json) = &args.attr_json {
         attributes.extend(parse_attribute_object(json).context("--attr-json")?);
     }
+    check_end_time(info.start_time, args.end_time)?;
     let session = Session::new(&args.export)?;
     let mut end = EndOptions::new().attributes(attributes);
     end.end_time = args.end_time;
@@ -227,6 +228,10 @@ fn context(args: ContextArgs) -> anyhow::Result<()> {
 async fn child(args: ChildArgs) -> anyhow::Result<()> {
     let ctx = resolve_context(&args.context)?;
     let attributes = parse_kv(&args.attr)?;
+    check_end_time(
+        args.start_time.unwrap_or_else(Timestamp::now),
+        args.end_time,
+    )?;
     let session = Session::new(&args.export)?;
     if args.save {
         let mut options = SavedSpanOptions::new().parent(parent_context(Some(&ctx)));
@@ -293,6 +298,31 @@ fn resolve_context(value: &str) -> anyhow::Result<SpanContext> {
         )
     })?;
     parse(&text)?.with_context(|| format!("{value} holds neither Zuul JSON nor a traceparent"))
+}
+
+/// Checks a K=V argument as clap parses it, so a malformed one is a usage
+/// error (exit status 2) naming the argument.
+fn key_value(pair: &str) -> Result<String, String> {
+    match pair.split_once('=') {
+        Some((key, _)) if !key.is_empty() => Ok(pair.to_string()),
+        _ => Err(format!(
+            "{pair:?} is not KEY=VALUE (for example --attr result=SUCCESS)"
+        )),
+    }
+}
+
+/// Refuses an end time before the span's start: OTLP backends show such a
+/// span with a negative duration, or drop it.
+fn check_end_time(start: Timestamp, end: Option<Timestamp>) -> anyhow::Result<()> {
+    match end {
+        Some(end) if end < start => Err(crate::UsageError(format!(
+            "--end-time {} ns is before the span's start time {} ns",
+            end.as_nanos(),
+            start.as_nanos()
+        ))
+        .into()),
+        _ => Ok(()),
+    }
 }
 
 /// K=V pairs as string attributes.

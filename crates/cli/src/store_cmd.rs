@@ -1,11 +1,11 @@
-//! `dspans store ls|get|tree` (inspect a coordination store) and
-//! `dspans bench store` (measure one).
+//! `dspans store init` (create a coordination store), `dspans store
+//! ls|get|tree` (inspect one) and `dspans bench store` (measure one).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use dspans_store::{join_path, open, Backend, Store, StoreConfig};
+use dspans_store::{join_path, open, Backend, Initialized, Store, StoreConfig};
 
 /// Options shared by the store inspection commands.
 #[derive(clap::Args, Debug)]
@@ -16,9 +16,17 @@ pub struct StoreOpts {
     pub config: Option<PathBuf>,
 }
 
-/// Inspect the coordination store named by the configuration.
+/// Create or inspect the coordination store named by the configuration.
 #[derive(clap::Subcommand, Debug)]
 pub enum StoreCommand {
+    /// Create the store: SQLite, a new database file (mode 0600 unless
+    /// `file_mode` says otherwise, its directory 0700); a store already
+    /// there is left as it is. ZooKeeper: check the connection and create
+    /// the chroot. No other command creates a store.
+    Init {
+        #[command(flatten)]
+        opts: StoreOpts,
+    },
     /// List the children of a node, one name per line.
     Ls {
         /// Node path, e.g. /pipelines.
@@ -50,18 +58,31 @@ pub enum StoreCommand {
     },
 }
 
-/// Loads the `[store]` configuration for inspection. A SQLite file that does
-/// not exist is an error here (inspecting must not create a store).
-fn inspection_config(opts: &StoreOpts) -> anyhow::Result<StoreConfig> {
-    let cfg = match &opts.config {
+/// Loads the `[store]` configuration.
+fn store_config(opts: &StoreOpts) -> anyhow::Result<StoreConfig> {
+    Ok(match &opts.config {
         Some(file) => StoreConfig::from_config_file(file)
             .with_context(|| format!("reading the [store] table of {}", file.display()))?,
         None => StoreConfig::default(),
-    };
-    if cfg.backend == Backend::Sqlite && !cfg.path.exists() {
-        bail!("no SQLite store at {}", cfg.path.display());
+    })
+}
+
+/// Runs `dspans store init`: prints what it found or made.
+async fn init(opts: &StoreOpts) -> anyhow::Result<()> {
+    let cfg = store_config(opts)?;
+    let outcome = dspans_store::init(&cfg)
+        .await
+        .with_context(|| format!("initialising the {} store", cfg.backend))?;
+    match (cfg.backend, outcome) {
+        (Backend::Sqlite, Initialized::Created) => println!(
+            "created the SQLite store {} (mode {:#o})",
+            cfg.path.display(),
+            cfg.file_mode
+        ),
+        (Backend::Sqlite, _) => println!("the SQLite store {} exists already", cfg.path.display()),
+        (Backend::Zookeeper, _) => println!("the ZooKeeper store at {} is ready", cfg.hosts),
     }
-    Ok(cfg)
+    Ok(())
 }
 
 fn printable(data: &[u8]) -> String {
@@ -74,11 +95,13 @@ fn printable(data: &[u8]) -> String {
 /// Runs `dspans store ...`.
 pub async fn run_store(cmd: StoreCommand) -> anyhow::Result<()> {
     let opts = match &cmd {
+        StoreCommand::Init { opts } => return init(opts).await,
         StoreCommand::Ls { opts, .. }
         | StoreCommand::Get { opts, .. }
         | StoreCommand::Tree { opts, .. } => opts,
     };
-    let cfg = inspection_config(opts)?;
+    // Opening never creates a store: a missing SQLite file is an error.
+    let cfg = store_config(opts)?;
     let store = open(&cfg)
         .await
         .with_context(|| format!("opening the {} store", cfg.backend))?;
@@ -91,6 +114,8 @@ pub async fn run_store(cmd: StoreCommand) -> anyhow::Result<()> {
 
 async fn inspect(store: &dyn Store, cmd: &StoreCommand) -> anyhow::Result<()> {
     match cmd {
+        StoreCommand::Init { .. } => {} // `run_store` runs it without opening
+
         StoreCommand::Ls { path, .. } => {
             for name in store.children(path).await? {
                 println!("{name}");
@@ -190,8 +215,8 @@ pub struct BenchStoreArgs {
     /// ZooKeeper connection string (default 127.0.0.1:2181).
     #[arg(long, conflicts_with = "path")]
     pub hosts: Option<String>,
-    /// SQLite database file (default: a scratch file in the temp directory,
-    /// removed afterwards).
+    /// SQLite database file, created when missing (default: a scratch file
+    /// in the temp directory, removed afterwards).
     #[arg(long)]
     pub path: Option<PathBuf>,
 }
@@ -232,7 +257,7 @@ pub async fn run_bench_store(args: BenchStoreArgs) -> anyhow::Result<()> {
             StoreConfig::zookeeper(args.hosts.as_deref().unwrap_or("127.0.0.1:2181"))
         }
     };
-    let store: Arc<dyn Store> = open(&cfg)
+    let store: Arc<dyn Store> = dspans_store::create(&cfg)
         .await
         .with_context(|| format!("opening the {backend} store"))?;
     let results = dspans_store::bench(store.as_ref(), args.ops).await;

@@ -16,7 +16,8 @@ use dspans_otlp::view::{render_html, render_terminal, TraceSet};
 #[derive(Args, Debug, Clone)]
 pub struct ViewArgs {
     /// The OTLP-JSON lines file (as written by `dspans collector`); a partial
-    /// last line is ignored.
+    /// last line is ignored, and a line that is not an OTLP-JSON trace
+    /// request is skipped with a warning (the exit status stays 0).
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
     /// Show only this trace (hex trace id).
@@ -30,7 +31,15 @@ pub struct ViewArgs {
 /// Prints the waterfall and writes the HTML page if asked.
 pub fn run(args: ViewArgs) -> anyhow::Result<()> {
     // The library's messages already name their cause: no chain.
-    let mut set = TraceSet::read(&args.file).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (mut set, read) = TraceSet::scan(&args.file).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if read.unreadable > 0 {
+        eprintln!(
+            "dspans view: skipped {} of {} lines of {}: not OTLP-JSON trace requests",
+            read.unreadable,
+            read.unreadable + read.requests,
+            args.file.display()
+        );
+    }
     if let Some(id) = &args.trace {
         set = set.only(id).map_err(|e| anyhow::anyhow!("{e}"))?;
     }

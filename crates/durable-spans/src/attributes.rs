@@ -60,7 +60,7 @@ impl<'de> Deserialize<'de> for JsonAttr {
         struct JsonAttrVisitor;
         impl<'de> Visitor<'de> for JsonAttrVisitor {
             type Value = JsonAttr;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("an attribute value")
             }
             fn visit_unit<E>(self) -> Result<JsonAttr, E> {
@@ -177,11 +177,19 @@ fn list_to_array(items: Vec<JsonAttr>, key: &str) -> Result<Array, AttributeErro
 /// assert!(parse_attribute_object(r#"{"bad": {"nested": 1}}"#).is_err());
 /// ```
 pub fn parse_attribute_object(text: &str) -> Result<Vec<KeyValue>, AttributeError> {
-    let entries: OrderedEntries =
+    let entries: OrderedEntries<Box<serde_json::value::RawValue>> =
         serde_json::from_str(text).map_err(|e| AttributeError::NotAnObject(e.to_string()))?;
     let mut out = Vec::with_capacity(entries.0.len());
     for (key, raw) in entries.0 {
-        match raw.into_value(&key)? {
+        if let Some(value) = integer_beyond_i64(raw.get()) {
+            return Err(AttributeError::IntegerRange {
+                key,
+                value: value.to_string(),
+            });
+        }
+        let value: JsonAttr = serde_json::from_str(raw.get())
+            .map_err(|e| AttributeError::NotAnObject(e.to_string()))?;
+        match value.into_value(&key)? {
             Some(value) => out.push(KeyValue::new(key, value)),
             None => tracing::warn!(attribute = %key, "dropping attribute with a null value"),
         }
@@ -189,26 +197,62 @@ pub fn parse_attribute_object(text: &str) -> Result<Vec<KeyValue>, AttributeErro
     Ok(out)
 }
 
-/// A JSON object's entries in document order.
-struct OrderedEntries(Vec<(String, JsonAttr)>);
+/// The first integer literal in a JSON value's text that does not fit in
+/// an `i64`. Without this, serde_json reads an integer beyond 64 bits
+/// (`18446744073709551616`) as a float, and the attribute would silently
+/// change type and value.
+fn integer_beyond_i64(raw: &str) -> Option<&str> {
+    let bytes = raw.as_bytes();
+    let mut at = 0;
+    while at < bytes.len() {
+        match bytes[at] {
+            b'"' => {
+                at += 1;
+                while at < bytes.len() && bytes[at] != b'"' {
+                    at += if bytes[at] == b'\\' { 2 } else { 1 };
+                }
+                at += 1;
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = at;
+                at += 1;
+                while at < bytes.len()
+                    && matches!(bytes[at], b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-')
+                {
+                    at += 1;
+                }
+                let number = &raw[start..at];
+                if !number.contains(['.', 'e', 'E']) && number.parse::<i64>().is_err() {
+                    return Some(number);
+                }
+            }
+            _ => at += 1,
+        }
+    }
+    None
+}
 
-impl<'de> Deserialize<'de> for OrderedEntries {
+/// A JSON object's entries in document order: values as [`JsonAttr`], or
+/// as raw text where the text itself must be checked.
+struct OrderedEntries<V>(Vec<(String, V)>);
+
+impl<'de, V: Deserialize<'de>> Deserialize<'de> for OrderedEntries<V> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct EntriesVisitor;
-        impl<'de> Visitor<'de> for EntriesVisitor {
-            type Value = OrderedEntries;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        struct EntriesVisitor<V>(std::marker::PhantomData<V>);
+        impl<'de, V: Deserialize<'de>> Visitor<'de> for EntriesVisitor<V> {
+            type Value = OrderedEntries<V>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a JSON object")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<OrderedEntries, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(4));
-                while let Some(entry) = map.next_entry::<String, JsonAttr>()? {
+                while let Some(entry) = map.next_entry::<String, V>()? {
                     entries.push(entry);
                 }
                 Ok(OrderedEntries(entries))
             }
         }
-        deserializer.deserialize_map(EntriesVisitor)
+        deserializer.deserialize_map(EntriesVisitor(std::marker::PhantomData))
     }
 }
 
@@ -222,7 +266,7 @@ pub(crate) struct PersistedAttributes(pub Vec<KeyValue>);
 
 impl<'de> Deserialize<'de> for PersistedAttributes {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let Some(entries) = Option::<OrderedEntries>::deserialize(deserializer)? else {
+        let Some(entries) = Option::<OrderedEntries<JsonAttr>>::deserialize(deserializer)? else {
             return Ok(PersistedAttributes::default());
         };
         let mut out = Vec::with_capacity(entries.0.len());
@@ -237,6 +281,13 @@ impl<'de> Deserialize<'de> for PersistedAttributes {
         }
         Ok(PersistedAttributes(out))
     }
+}
+
+/// `deserialize_with` for attributes persisted in saved span data.
+pub(crate) fn deserialize_persisted<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<KeyValue>, D::Error> {
+    Ok(PersistedAttributes::deserialize(deserializer)?.0)
 }
 
 impl Serialize for PersistedAttributes {
@@ -328,6 +379,41 @@ mod tests {
             Err(AttributeError::NotAnObject(_))
         ));
         assert!(parse_attribute_object(r#"{"l": [null]}"#).is_err());
+    }
+
+    /// serde_json reads an integer beyond 64 bits as a float: it must be
+    /// refused, not exported as 1.8446744073709552e19.
+    #[test]
+    fn integers_beyond_64_bits_are_refused_not_turned_into_floats() {
+        for (text, key, value) in [
+            (
+                r#"{"a": 18446744073709551616}"#,
+                "a",
+                "18446744073709551616",
+            ),
+            (
+                r#"{"s": "1", "l": [1, -99999999999999999999]}"#,
+                "l",
+                "-99999999999999999999",
+            ),
+            (r#"{"a": 9223372036854775808}"#, "a", "9223372036854775808"),
+        ] {
+            assert_eq!(
+                parse_attribute_object(text),
+                Err(AttributeError::IntegerRange {
+                    key: key.into(),
+                    value: value.into()
+                }),
+                "{text}"
+            );
+        }
+        let fine = parse_attribute_object(
+            r#"{"min": -9223372036854775808, "f": 1.5e300, "s": "18446744073709551616 \" 1e999"}"#,
+        )
+        .unwrap();
+        assert_eq!(fine[0].value, Value::I64(i64::MIN));
+        assert_eq!(fine[1].value, Value::F64(1.5e300));
+        assert!(matches!(fine[2].value, Value::String(_)));
     }
 
     #[test]

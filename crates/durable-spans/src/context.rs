@@ -4,10 +4,9 @@
 use std::fmt;
 use std::str::FromStr;
 
-use opentelemetry::trace::{SpanId, TraceFlags, TraceId, TraceState};
 use serde::{Deserialize, Serialize};
 
-use crate::info::DecodeError;
+use crate::error::DecodeError;
 
 /// A span's context in Zuul's JSON form: `{"trace_id", "span_id",
 /// "trace_flags"}` with decimal integer ids. At most 100 bytes as compact
@@ -119,29 +118,6 @@ impl SpanContext {
             return Err(TraceparentError::ZeroId);
         }
         Ok(ctx)
-    }
-
-    /// As an OpenTelemetry remote span context.
-    pub fn to_otel(&self, is_remote: bool) -> opentelemetry::trace::SpanContext {
-        opentelemetry::trace::SpanContext::new(
-            TraceId::from(self.trace_id),
-            SpanId::from(self.span_id),
-            TraceFlags::new(self.trace_flags),
-            is_remote,
-            TraceState::NONE,
-        )
-    }
-
-    /// From an OpenTelemetry span context (an invalid one gives zeros).
-    pub fn from_otel(ctx: &opentelemetry::trace::SpanContext) -> SpanContext {
-        if !ctx.is_valid() {
-            return SpanContext::INVALID;
-        }
-        SpanContext {
-            trace_id: u128::from_be_bytes(ctx.trace_id().to_bytes()),
-            span_id: u64::from_be_bytes(ctx.span_id().to_bytes()),
-            trace_flags: ctx.trace_flags().to_u8(),
-        }
     }
 }
 

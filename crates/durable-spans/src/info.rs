@@ -2,13 +2,14 @@
 
 use std::fmt;
 
-use opentelemetry::trace::{SpanId, TraceId};
 use opentelemetry::KeyValue;
 use serde::de::Deserializer;
 use serde::{Deserialize, Serialize};
 
-use crate::attributes::PersistedAttributes;
-use crate::Timestamp;
+use crate::context::SpanContext;
+use crate::error::DecodeError;
+use crate::refs::{LinkInfo, ParentInfo};
+use crate::time::Timestamp;
 
 /// The saved state of a span: everything needed to restore it in another
 /// process, start children under it, and end it there.
@@ -58,64 +59,9 @@ pub struct SpanInfo {
         default,
         skip_serializing_if = "Vec::is_empty",
         serialize_with = "crate::attributes::serialize_attributes",
-        deserialize_with = "deserialize_attributes"
+        deserialize_with = "crate::attributes::deserialize_persisted"
     )]
     pub attributes: Vec<KeyValue>,
-}
-
-/// The saved context of a span's parent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ParentInfo {
-    /// The parent's trace id.
-    #[serde(deserialize_with = "crate::ids::deserialize")]
-    pub trace_id: u128,
-    /// The parent's span id.
-    pub span_id: u64,
-    /// Whether the parent was a remote span when this span started.
-    pub is_remote: bool,
-}
-
-/// A saved link to another span.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LinkInfo {
-    /// The linked span's ids.
-    pub context: LinkContext,
-    /// Whether the linked context was remote. Links saved before Zuul wrote
-    /// this key were all made to remote contexts, so it defaults to true.
-    #[serde(default = "default_true")]
-    pub is_remote: bool,
-    /// Link attributes; Zuul writes `null` for none.
-    #[serde(
-        default,
-        serialize_with = "crate::attributes::serialize_attributes",
-        deserialize_with = "deserialize_attributes"
-    )]
-    pub attributes: Vec<KeyValue>,
-}
-
-/// The ids of a linked span (Zuul does not save its flags).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LinkContext {
-    /// The linked span's trace id.
-    #[serde(deserialize_with = "crate::ids::deserialize")]
-    pub trace_id: u128,
-    /// The linked span's span id.
-    pub span_id: u64,
-}
-
-fn default_true() -> bool {
-    true
-}
-
-/// Why saved span data could not be read.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum DecodeError {
-    /// Not JSON, or JSON of the wrong shape (missing key, wrong type).
-    #[error("span data is not valid: {0}")]
-    Invalid(String),
-    /// A trace or span id of zero, which no real span has.
-    #[error("span data has an all-zero trace or span id")]
-    ZeroId,
 }
 
 impl SpanInfo {
@@ -126,13 +72,22 @@ impl SpanInfo {
 
     /// Decodes span info from JSON bytes. `null` gives `Ok(None)`.
     pub fn from_slice(bytes: &[u8]) -> Result<Option<SpanInfo>, DecodeError> {
-        if let Some(info) = crate::fast::decode(bytes) {
-            if info.trace_id == 0 || info.span_id == 0 {
-                return Err(DecodeError::ZeroId);
-            }
-            return Ok(Some(info));
+        let Some(fields) = crate::fast::decode(bytes) else {
+            return Self::from_slice_full(bytes);
+        };
+        if fields.trace_id == 0 || fields.span_id == 0 {
+            return Err(DecodeError::ZeroId);
         }
-        Self::from_slice_full(bytes)
+        Ok(Some(SpanInfo {
+            name: fields.name.to_owned(),
+            trace_id: fields.trace_id,
+            span_id: fields.span_id,
+            trace_flags: fields.trace_flags,
+            start_time: fields.start_time,
+            parent: fields.parent,
+            links: Vec::new(),
+            attributes: Vec::new(),
+        }))
     }
 
     /// The general decoder, for any shape; [`from_slice`](Self::from_slice)
@@ -160,19 +115,9 @@ impl SpanInfo {
         serde_json::to_string(self).expect("span info always serializes")
     }
 
-    /// The span's trace id in OpenTelemetry's type.
-    pub fn otel_trace_id(&self) -> TraceId {
-        TraceId::from(self.trace_id)
-    }
-
-    /// The span's id in OpenTelemetry's type.
-    pub fn otel_span_id(&self) -> SpanId {
-        SpanId::from(self.span_id)
-    }
-
     /// The context children of this span would be started in.
-    pub fn span_context(&self) -> crate::SpanContext {
-        crate::SpanContext {
+    pub fn span_context(&self) -> SpanContext {
+        SpanContext {
             trace_id: self.trace_id,
             span_id: self.span_id,
             trace_flags: self.trace_flags,
@@ -193,10 +138,6 @@ where
     T: Deserialize<'de>,
 {
     Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
-}
-
-fn deserialize_attributes<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<KeyValue>, D::Error> {
-    Ok(PersistedAttributes::deserialize(d)?.0)
 }
 
 /// Serde helpers for embedding span data in a larger object without letting
@@ -222,7 +163,7 @@ pub mod lenient {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
     use serde_json::value::RawValue;
 
-    use crate::SpanInfo;
+    use crate::info::SpanInfo;
 
     /// Reads span data, giving `None` for null, missing or malformed data.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SpanInfo>, D::Error> {
@@ -241,5 +182,93 @@ pub mod lenient {
     /// Writes span data, or `null`.
     pub fn serialize<S: Serializer>(info: &Option<SpanInfo>, s: S) -> Result<S::Ok, S::Error> {
         info.serialize(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SpanInfo;
+    use crate::refs::ParentInfo;
+    use crate::time::Timestamp;
+
+    /// Span info of every edge the compact reader meets: ids of every
+    /// length up to 2^128, negative and extreme start times, flags up to
+    /// 255, names that need escapes or are not ASCII, parents or none.
+    fn edge_cases() -> Vec<SpanInfo> {
+        let names = [
+            "Build",
+            "",
+            "caf\u{e9} \u{1f600}",
+            "a \"quoted\" \\ name",
+            "tab\tnl\n",
+        ];
+        let trace_ids = [
+            1,
+            9,
+            10,
+            u128::from(u64::MAX),
+            u128::from(u64::MAX) + 1,
+            10u128.pow(38),
+            u128::MAX,
+        ];
+        let span_ids = [1, 10, 1_234_567_890_123_456_789, u64::MAX];
+        let starts = [i64::MIN, -1, 0, 7, 1_700_000_000_123_456_789, i64::MAX];
+        let mut infos = Vec::new();
+        for (n, &trace_id) in trace_ids.iter().enumerate() {
+            for (m, &span_id) in span_ids.iter().enumerate() {
+                for (k, &start) in starts.iter().enumerate() {
+                    let parent = (k % 2 == 0).then_some(ParentInfo {
+                        trace_id: if m % 2 == 0 {
+                            trace_id
+                        } else {
+                            trace_ids[(n + 1) % 7]
+                        },
+                        span_id: span_ids[(m + k) % 4],
+                        is_remote: k % 3 == 0,
+                    });
+                    infos.push(SpanInfo {
+                        name: names[(n + m + k) % names.len()].to_string(),
+                        trace_id,
+                        span_id,
+                        trace_flags: [0, 1, 3, 255][(n + k) % 4],
+                        start_time: Timestamp::from_nanos(start),
+                        parent,
+                        links: Vec::new(),
+                        attributes: Vec::new(),
+                    });
+                }
+            }
+        }
+        infos
+    }
+
+    #[test]
+    fn what_this_library_writes_is_read_back_by_the_compact_reader() {
+        for info in edge_cases() {
+            let text = info.to_json();
+            let compact = crate::fast::decode_compact(text.as_bytes());
+            assert_eq!(compact.is_some(), !text.contains('\\'), "{text}");
+            assert_eq!(SpanInfo::from_json(&text).unwrap(), Some(info.clone()));
+            assert_eq!(
+                SpanInfo::from_slice_full(text.as_bytes()).unwrap(),
+                Some(info)
+            );
+        }
+    }
+
+    #[test]
+    fn common_shapes_take_the_fast_path_and_read_as_the_full_decoder_does() {
+        let texts = [
+            r#"{"name":"Build","trace_id":318612875816519240775927099093197183224,"span_id":11647841543826717486,"trace_flags":1,"start_time":1795556335255304756,"parent":{"trace_id":318612875816519240775927099093197183224,"span_id":12345678901234567890,"is_remote":true}}"#,
+            r#"{"name": "BuildSet", "trace_id": 161266188067846495664995866757382758091, "span_id": 5390140552462790154, "trace_flags": 3, "start_time": 1700000000.123456, "parent": null}"#,
+        ];
+        for text in texts {
+            assert!(
+                crate::fast::decode(text.as_bytes()).is_some(),
+                "fast path refused {text}"
+            );
+            let full = SpanInfo::from_slice_full(text.as_bytes()).unwrap();
+            assert_eq!(SpanInfo::from_json(text).unwrap(), full);
+        }
     }
 }

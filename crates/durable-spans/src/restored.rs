@@ -1,18 +1,19 @@
 //! [`RestoredSpan`]: a saved span brought back to life in this process.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::SystemTime;
 
-use opentelemetry::trace::{
-    Event, Link, SpanContext as OtelSpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId,
-    TraceState,
-};
+use opentelemetry::trace::{Event, Link, SpanContext as OtelSpanContext, Status};
 use opentelemetry::{Context, KeyValue};
-use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
+use opentelemetry_sdk::trace::SpanData;
 
-use crate::attributes::upsert;
-use crate::tracer::{DurableTracer, EndOptions};
-use crate::{FinishedSpan, SpanInfo};
+use crate::context::SpanContext;
+use crate::convert::{finished_of_data, span_data_of_info, span_info_of_data};
+use crate::end::{end_span, raise_status, set_limited, EndOptions};
+use crate::finished::FinishedSpan;
+use crate::info::SpanInfo;
+use crate::pipeline::Pipeline;
 
 /// A saved span restored in this process.
 ///
@@ -39,11 +40,12 @@ use crate::{FinishedSpan, SpanInfo};
 /// ```
 pub struct RestoredSpan {
     context: OtelSpanContext,
-    state: Option<Box<Recording>>,
+    state: Option<Recording>,
 }
 
+/// A restored span's data until it ends, and where it goes then.
 struct Recording {
-    tracer: DurableTracer,
+    pipeline: Arc<Pipeline>,
     data: SpanData,
 }
 
@@ -65,16 +67,20 @@ impl RestoredSpan {
         }
     }
 
-    /// Borrowed info is copied; owned info (freshly decoded) is moved.
-    pub(crate) fn from_info(
-        tracer: DurableTracer,
+    /// Builds the span's data from its info; invalid ids give the invalid
+    /// span (with one warning).
+    pub(crate) fn restore(
+        pipeline: &Arc<Pipeline>,
         info: Cow<'_, SpanInfo>,
         is_remote: bool,
     ) -> Self {
-        match span_data(&tracer, info, is_remote) {
+        match span_data_of_info(info, is_remote, &pipeline.scope, &pipeline.limits) {
             Some(data) => RestoredSpan {
                 context: data.span_context.clone(),
-                state: Some(Box::new(Recording { tracer, data })),
+                state: Some(Recording {
+                    pipeline: Arc::clone(pipeline),
+                    data,
+                }),
             },
             None => Self::invalid(),
         }
@@ -83,8 +89,7 @@ impl RestoredSpan {
     /// The span's current state as span info (attributes included only when
     /// `include_attributes`), or `None` for the invalid span.
     pub fn span_info(&self, include_attributes: bool) -> Option<SpanInfo> {
-        let data = &self.state.as_ref()?.data;
-        let mut info = FinishedSpan::from_span_data(data).to_span_info();
+        let mut info = span_info_of_data(&self.state.as_ref()?.data);
         if !include_attributes {
             info.attributes.clear();
         }
@@ -92,8 +97,8 @@ impl RestoredSpan {
     }
 
     /// This span's context in Zuul's form.
-    pub fn saved_context(&self) -> crate::SpanContext {
-        crate::SpanContext::from_otel(&self.context)
+    pub fn saved_context(&self) -> SpanContext {
+        SpanContext::from_otel(&self.context)
     }
 
     /// A new context whose span is this one, for starting children.
@@ -103,104 +108,20 @@ impl RestoredSpan {
     }
 
     /// Ends the span with end options and returns it as data instead of
-    /// exporting it. `None` for the invalid span.
+    /// exporting it. `None` for the invalid span or one already ended.
     pub fn finish_with(mut self, options: EndOptions) -> Option<FinishedSpan> {
-        let mut state = self.state.take()?;
-        let max = state.tracer.inner.limits.max_attributes_per_span as usize;
-        merge_end_attributes(&mut state.data, options.attributes, max);
-        let end = options
-            .end_time
-            .map_or_else(SystemTime::now, |t| t.to_system_time());
-        state.data.end_time = end;
-        Some(FinishedSpan::from_span_data(&state.data))
+        let Recording { pipeline, mut data } = self.state.take()?;
+        end_span(&mut data, options, &pipeline.limits);
+        Some(finished_of_data(data))
     }
-}
 
-/// The SDK's span data for saved span info, or `None` (with one warning)
-/// for all-zero ids.
-pub(crate) fn span_data(
-    tracer: &DurableTracer,
-    info: Cow<'_, SpanInfo>,
-    is_remote: bool,
-) -> Option<SpanData> {
-    if info.trace_id == 0 || info.span_id == 0 {
-        tracing::warn!(span = %info.name, "saved span has an all-zero id; using a non-recording span");
-        return None;
-    }
-    let span_context = OtelSpanContext::new(
-        TraceId::from(info.trace_id),
-        SpanId::from(info.span_id),
-        TraceFlags::new(info.trace_flags),
-        is_remote,
-        TraceState::NONE,
-    );
-    let limits = tracer.inner.limits;
-    let mut links = SpanLinks::default();
-    for link in &info.links {
-        if links.links.len() >= limits.max_links_per_span as usize {
-            links.dropped_count += 1;
-            continue;
+    /// Ends the span and exports it, once; later calls do nothing.
+    fn end_and_export(&mut self, options: EndOptions) {
+        if let Some(mut state) = self.state.take() {
+            end_span(&mut state.data, options, &state.pipeline.limits);
+            state.pipeline.export(state.data);
         }
-        let link_context = OtelSpanContext::new(
-            TraceId::from(link.context.trace_id),
-            SpanId::from(link.context.span_id),
-            TraceFlags::default(),
-            link.is_remote,
-            TraceState::NONE,
-        );
-        links
-            .links
-            .push(Link::new(link_context, link.attributes.clone(), 0));
     }
-    let (parent_span_id, parent_span_is_remote) = match &info.parent {
-        Some(parent) if parent.span_id != 0 => (SpanId::from(parent.span_id), parent.is_remote),
-        _ => (SpanId::INVALID, false),
-    };
-    let start_time = info.start_time.to_system_time();
-    let info = info.into_owned();
-    Some(SpanData {
-        span_context,
-        parent_span_id,
-        parent_span_is_remote,
-        span_kind: SpanKind::Internal,
-        start_time,
-        end_time: start_time,
-        name: Cow::Owned(info.name),
-        attributes: info.attributes,
-        dropped_attributes_count: 0,
-        events: SpanEvents::default(),
-        links,
-        status: Status::Unset,
-        instrumentation_scope: tracer.inner.scope.clone(),
-    })
-}
-
-/// Sets end attributes over the persisted ones, Python-dict style (an
-/// overridden key moves last), within the attribute limit.
-pub(crate) fn merge_end_attributes(data: &mut SpanData, end: Vec<KeyValue>, max: usize) {
-    let distinct = |attrs: &[KeyValue]| {
-        attrs
-            .iter()
-            .enumerate()
-            .all(|(i, kv)| attrs[..i].iter().all(|old| old.key != kv.key))
-    };
-    // The usual case: nothing persisted, distinct keys. Take the vector whole.
-    if data.attributes.is_empty() && end.len() <= max && distinct(&end) {
-        data.attributes = end;
-        return;
-    }
-    for kv in end {
-        set_limited(data, kv, max);
-    }
-}
-
-fn set_limited(data: &mut SpanData, kv: KeyValue, max: usize) {
-    let attrs = &mut data.attributes;
-    if attrs.len() >= max && !attrs.iter().any(|old| old.key == kv.key) {
-        data.dropped_attributes_count += 1;
-        return;
-    }
-    upsert(attrs, kv);
 }
 
 impl opentelemetry::trace::Span for RestoredSpan {
@@ -215,7 +136,7 @@ impl opentelemetry::trace::Span for RestoredSpan {
         let Some(state) = self.state.as_mut() else {
             return;
         };
-        let limits = state.tracer.inner.limits;
+        let limits = state.pipeline.limits;
         let events = &mut state.data.events;
         if events.events.len() >= limits.max_events_per_span as usize {
             events.dropped_count += 1;
@@ -241,17 +162,14 @@ impl opentelemetry::trace::Span for RestoredSpan {
 
     fn set_attribute(&mut self, attribute: KeyValue) {
         if let Some(state) = self.state.as_mut() {
-            let max = state.tracer.inner.limits.max_attributes_per_span as usize;
+            let max = state.pipeline.limits.max_attributes_per_span as usize;
             set_limited(&mut state.data, attribute, max);
         }
     }
 
     fn set_status(&mut self, status: Status) {
         if let Some(state) = self.state.as_mut() {
-            // Ok > Error > Unset, as the SDK orders them.
-            if status > state.data.status {
-                state.data.status = status;
-            }
+            raise_status(&mut state.data.status, status);
         }
     }
 
@@ -268,7 +186,7 @@ impl opentelemetry::trace::Span for RestoredSpan {
         let Some(state) = self.state.as_mut() else {
             return;
         };
-        let max = state.tracer.inner.limits.max_links_per_span as usize;
+        let max = state.pipeline.limits.max_links_per_span as usize;
         let links = &mut state.data.links;
         if links.links.len() >= max {
             links.dropped_count += 1;
@@ -277,12 +195,14 @@ impl opentelemetry::trace::Span for RestoredSpan {
         links.links.push(Link::new(span_context, attributes, 0));
     }
 
+    /// Exports the span now (never before its saved start), once; later
+    /// calls do nothing.
+    fn end(&mut self) {
+        self.end_and_export(EndOptions::new());
+    }
+
     /// Exports the span, once; later calls do nothing.
     fn end_with_timestamp(&mut self, timestamp: SystemTime) {
-        let Some(mut state) = self.state.take() else {
-            return;
-        };
-        state.data.end_time = timestamp;
-        crate::pipeline::export_to(&state.tracer.inner.processors, state.data);
+        self.end_and_export(EndOptions::new().end_time(timestamp.into()));
     }
 }

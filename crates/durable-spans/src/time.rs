@@ -147,7 +147,7 @@ impl<'de> serde::Deserialize<'de> for Timestamp {
         struct TimeVisitor;
         impl serde::de::Visitor<'_> for TimeVisitor {
             type Value = Timestamp;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("integer nanoseconds or float seconds")
             }
             fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Timestamp, E> {

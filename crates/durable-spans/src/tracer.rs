@@ -13,9 +13,16 @@ use opentelemetry_sdk::trace::{
 };
 use opentelemetry_sdk::Resource;
 
-use crate::pipeline::{SharedIdGenerator, SharedProcessor};
+use crate::context::SpanContext;
+use crate::convert::{
+    finished_of_data, link_info, parent_info, span_data_of_info, u128_of, u64_of,
+};
+use crate::end::{end_span, EndOptions};
+use crate::finished::FinishedSpan;
+use crate::info::SpanInfo;
+use crate::pipeline::{Pipeline, SharedIdGenerator, SharedProcessor};
 use crate::restored::RestoredSpan;
-use crate::{FinishedSpan, LinkContext, LinkInfo, ParentInfo, SpanContext, SpanInfo, Timestamp};
+use crate::time::Timestamp;
 
 /// Refusal to start a saved span.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -82,32 +89,6 @@ impl SavedSpanOptions {
     }
 }
 
-/// How to end a saved span.
-#[derive(Debug, Clone, Default)]
-pub struct EndOptions {
-    /// End time; now when `None`.
-    pub end_time: Option<Timestamp>,
-    /// Attributes set at the end; they override persisted start attributes.
-    pub attributes: Vec<KeyValue>,
-}
-
-impl EndOptions {
-    /// Ends now, with no attributes.
-    pub fn new() -> Self {
-        Self::default()
-    }
-    /// Sets the end time.
-    pub fn end_time(mut self, t: Timestamp) -> Self {
-        self.end_time = Some(t);
-        self
-    }
-    /// Sets the end attributes.
-    pub fn attributes(mut self, attributes: Vec<KeyValue>) -> Self {
-        self.attributes = attributes;
-        self
-    }
-}
-
 /// How to start an ordinary child span in a span context.
 #[derive(Debug, Clone, Default)]
 pub struct ChildOptions {
@@ -121,15 +102,13 @@ pub struct ChildOptions {
     pub kind: Option<SpanKind>,
 }
 
-pub(crate) struct Inner {
-    pub provider: SdkTracerProvider,
-    pub resource: Resource,
-    pub tracer: SdkTracer,
-    pub scope: InstrumentationScope,
-    pub processors: Vec<SharedProcessor>,
-    pub sampler: Box<dyn ShouldSample>,
-    pub id_generator: Arc<dyn IdGenerator>,
-    pub limits: SpanLimits,
+struct Inner {
+    provider: SdkTracerProvider,
+    resource: Resource,
+    tracer: SdkTracer,
+    pipeline: Arc<Pipeline>,
+    sampler: Box<dyn ShouldSample>,
+    id_generator: Arc<dyn IdGenerator>,
 }
 
 /// Starts, restores and ends saved spans, and owns the tracer provider they
@@ -166,13 +145,13 @@ pub(crate) struct Inner {
 /// ```
 #[derive(Clone)]
 pub struct DurableTracer {
-    pub(crate) inner: Arc<Inner>,
+    inner: Arc<Inner>,
 }
 
 impl std::fmt::Debug for DurableTracer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DurableTracer")
-            .field("scope", &self.inner.scope.name())
+            .field("scope", &self.inner.pipeline.scope.name())
             .finish()
     }
 }
@@ -281,11 +260,13 @@ impl DurableTracerBuilder {
                 provider,
                 resource,
                 tracer,
-                scope,
-                processors,
+                pipeline: Arc::new(Pipeline {
+                    processors,
+                    scope,
+                    limits: self.limits,
+                }),
                 sampler,
                 id_generator,
-                limits: self.limits,
             }),
         }
     }
@@ -322,7 +303,7 @@ impl DurableTracer {
 
     /// The instrumentation scope spans are exported under.
     pub fn scope(&self) -> &InstrumentationScope {
-        &self.inner.scope
+        &self.inner.pipeline.scope
     }
 
     /// Starts a span that is saved, not kept: returns its info, exports
@@ -360,32 +341,19 @@ impl DurableTracer {
         );
         let base_flags = parent.as_ref().map(|p| p.trace_flags()).unwrap_or_default();
         let flags = base_flags.with_sampled(decision.decision == SamplingDecision::RecordAndSample);
-        let to_u128 = |id: opentelemetry::trace::TraceId| u128::from_be_bytes(id.to_bytes());
-        let to_u64 = |id: opentelemetry::trace::SpanId| u64::from_be_bytes(id.to_bytes());
         let links = options
             .links
             .into_iter()
             .filter(|l| l.span_context.is_valid() || !l.attributes.is_empty())
-            .map(|l| LinkInfo {
-                context: LinkContext {
-                    trace_id: to_u128(l.span_context.trace_id()),
-                    span_id: to_u64(l.span_context.span_id()),
-                },
-                is_remote: l.span_context.is_remote(),
-                attributes: l.attributes,
-            })
+            .map(link_info)
             .collect();
         Ok(SpanInfo {
             name,
-            trace_id: to_u128(trace_id),
-            span_id: to_u64(span_id),
+            trace_id: u128_of(trace_id),
+            span_id: u64_of(span_id),
             trace_flags: flags.to_u8(),
             start_time: options.start_time.unwrap_or_else(Timestamp::now),
-            parent: parent.map(|p| ParentInfo {
-                trace_id: to_u128(p.trace_id()),
-                span_id: to_u64(p.span_id()),
-                is_remote: p.is_remote(),
-            }),
+            parent: parent.as_ref().map(parent_info),
             links,
             attributes: if options.include_attributes {
                 options.attributes
@@ -408,7 +376,9 @@ impl DurableTracer {
     /// [`restore`](Self::restore) with the span's own `is_remote` chosen.
     pub fn restore_with(&self, info: Option<&SpanInfo>, is_remote: bool) -> RestoredSpan {
         match info {
-            Some(info) => RestoredSpan::from_info(self.clone(), Cow::Borrowed(info), is_remote),
+            Some(info) => {
+                RestoredSpan::restore(&self.inner.pipeline, Cow::Borrowed(info), is_remote)
+            }
             None => {
                 tracing::warn!("no saved span data; using a non-recording span");
                 RestoredSpan::invalid()
@@ -440,15 +410,16 @@ impl DurableTracer {
         }
     }
 
+    /// Builds the span's data and ends it: nothing can happen to the span
+    /// between the two, so no [`RestoredSpan`] is made.
     fn end_info(&self, info: Cow<'_, SpanInfo>, options: EndOptions) {
-        let Some(mut data) = crate::restored::span_data(self, info, false) else {
+        let pipeline = &self.inner.pipeline;
+        let Some(mut data) = span_data_of_info(info, false, &pipeline.scope, &pipeline.limits)
+        else {
             return;
         };
-        let max = self.inner.limits.max_attributes_per_span as usize;
-        crate::restored::merge_end_attributes(&mut data, options.attributes, max);
-        let end = options.end_time.unwrap_or_else(Timestamp::now);
-        data.end_time = end.to_system_time();
-        crate::pipeline::export_to(&self.inner.processors, data);
+        end_span(&mut data, options, &pipeline.limits);
+        pipeline.export(data);
     }
 
     /// Decodes saved span JSON and ends the span, as
@@ -473,20 +444,42 @@ impl DurableTracer {
     /// Ends a saved span without exporting it: the returned data can be kept
     /// (an outbox) and handed to [`export`](Self::export) later, by any
     /// process. `None` and invalid data give `None`.
+    ///
+    /// ```
+    /// use durable_spans::{DurableTracer, EndOptions, StatusData};
+    /// use opentelemetry::trace::Status;
+    /// use opentelemetry::KeyValue;
+    ///
+    /// let tracer = DurableTracer::builder("zuul").build();
+    /// let info = tracer.start_saved_span("QueueItem", Default::default()).unwrap();
+    /// let end = EndOptions::new()
+    ///     .status(Status::error("owner zuul-01 is gone"))
+    ///     .attributes(vec![KeyValue::new("dspans.orphaned", true)]);
+    /// let finished = tracer.finish_saved_span(Some(&info), end).unwrap();
+    /// assert_eq!(finished.status, StatusData::Error { description: "owner zuul-01 is gone".into() });
+    /// assert!(finished.end_time >= info.start_time);
+    /// ```
     pub fn finish_saved_span(
         &self,
         info: Option<&SpanInfo>,
         options: EndOptions,
     ) -> Option<FinishedSpan> {
-        let span = self.restore_with(info, false);
-        span.finish_with(options)
+        let Some(info) = info else {
+            tracing::warn!("no saved span data; nothing to end");
+            return None;
+        };
+        let pipeline = &self.inner.pipeline;
+        let info = Cow::Borrowed(info);
+        let mut data = span_data_of_info(info, false, &pipeline.scope, &pipeline.limits)?;
+        end_span(&mut data, options, &pipeline.limits);
+        Some(finished_of_data(data))
     }
 
     /// Exports finished span data through the provider's processors. Spans
     /// without the sampled flag are dropped by the processors, as usual.
     pub fn export(&self, span: FinishedSpan) {
-        let data = span.into_span_data(&self.inner.scope);
-        crate::pipeline::export_to(&self.inner.processors, data);
+        let pipeline = &self.inner.pipeline;
+        pipeline.export(span.into_span_data(&pipeline.scope));
     }
 
     /// Starts an ordinary child span in a saved context, without making it

@@ -1,6 +1,6 @@
-//! What a span's entry under `<root>/open` holds: the saved span while it
-//! is open (version 0), then, from the transaction that ends it, the
-//! finished span and the exporter that will send it (version 1 or more).
+//! What a span's entry under `<root>/entries` holds: the saved span while
+//! it is open (version 0), then, from the transaction that ends it, the
+//! finished span and the sender that will send it (version 1 or more).
 
 use durable_spans::{FinishedSpan, SpanInfo};
 use serde::{Deserialize, Serialize};
@@ -12,18 +12,18 @@ pub(crate) struct OpenEntry {
     pub span: SpanInfo,
 }
 
-/// An ended span waiting for export.
+/// An ended span waiting for the collector.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct EndedEntry {
-    /// The exporter that sends it ([`Exporter::id`] form), empty when the
-    /// ending process had none: then an outbox marker asks any exporter.
-    pub ended_by: String,
+    /// The sender that sends it ([`SenderId`] in its text form), empty when
+    /// the ending process had none: then an unassigned marker asks any.
+    pub sender: String,
     pub finished: FinishedSpan,
 }
 
 #[derive(Serialize)]
 struct EndedEntryRef<'a> {
-    ended_by: &'a str,
+    sender: &'a str,
     finished: &'a FinishedSpan,
 }
 
@@ -51,38 +51,48 @@ impl Entry {
     }
 }
 
+/// The bytes of an open entry.
+pub(crate) fn open_bytes(owner: &str, span: &SpanInfo) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct OpenEntryRef<'a> {
+        owner: &'a str,
+        span: &'a SpanInfo,
+    }
+    serde_json::to_vec(&OpenEntryRef { owner, span }).expect("an open entry always serializes")
+}
+
 /// The bytes of an ended entry.
-pub(crate) fn ended_bytes(ended_by: &str, finished: &FinishedSpan) -> Vec<u8> {
-    serde_json::to_vec(&EndedEntryRef { ended_by, finished })
+pub(crate) fn ended_bytes(sender: &str, finished: &FinishedSpan) -> Vec<u8> {
+    serde_json::to_vec(&EndedEntryRef { sender, finished })
         .expect("an ended entry always serializes")
 }
 
-/// Who exports a span: an exporter's name and its store session, so that
-/// others can tell when it is gone (its presence node vanished) and a
-/// process restarted under the same name recognises its predecessor's
-/// spans.
+/// Who sends a span: a sender's name and its store session, so that others
+/// can tell when it is gone (its presence node vanished) and a process
+/// restarted under the same name recognises its predecessor's spans.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Exporter {
+pub(crate) struct SenderId {
     pub name: String,
     pub session: String,
 }
 
-impl Exporter {
-    pub fn new(name: &str, session_id: i64) -> Exporter {
-        Exporter {
+impl SenderId {
+    pub fn new(name: &str, session_id: i64) -> SenderId {
+        SenderId {
             name: name.to_string(),
             session: format!("{session_id:x}"),
         }
     }
 
-    /// `name`, a line break, the session in hex.
-    pub fn id(&self) -> String {
+    /// `name`, a line break, the session in hex: the form stored in ended
+    /// entries and claims.
+    pub fn text(&self) -> String {
         format!("{}\n{}", self.name, self.session)
     }
 
-    pub fn parse(id: &str) -> Option<Exporter> {
-        let (name, session) = id.rsplit_once('\n')?;
-        Some(Exporter {
+    pub fn parse(text: &str) -> Option<SenderId> {
+        let (name, session) = text.rsplit_once('\n')?;
+        Some(SenderId {
             name: name.to_string(),
             session: session.to_string(),
         })
@@ -110,26 +120,21 @@ mod tests {
     #[test]
     fn both_states_read_back() {
         let (info, done) = finished();
-        let open = serde_json::to_vec(&OpenEntry {
-            owner: "/a/b".into(),
-            span: info.clone(),
-        })
-        .unwrap();
-        match Entry::decode(&open).unwrap() {
+        match Entry::decode(&open_bytes("/a/b", &info)).unwrap() {
             Entry::Open(entry) => {
                 assert_eq!(entry.owner, "/a/b");
                 assert_eq!(entry.span.span_id, info.span_id);
             }
             other => panic!("read as {other:?}"),
         }
-        let by = Exporter::new("sched\nx", 0x2a).id();
+        let by = SenderId::new("sched\nx", 0x2a).text();
         match Entry::decode(&ended_bytes(&by, &done)).unwrap() {
             Entry::Ended(entry) => {
                 assert_eq!(entry.finished.span_id, done.span_id);
                 assert_eq!(entry.finished.end_time, done.end_time);
-                let exporter = Exporter::parse(&entry.ended_by).unwrap();
-                assert_eq!(exporter.name, "sched\nx");
-                assert_eq!(exporter.session, "2a");
+                let sender = SenderId::parse(&entry.sender).unwrap();
+                assert_eq!(sender.name, "sched\nx");
+                assert_eq!(sender.session, "2a");
             }
             other => panic!("read as {other:?}"),
         }
@@ -138,11 +143,7 @@ mod tests {
     #[test]
     fn damaged_entries_are_errors_not_panics() {
         let (info, done) = finished();
-        let open = serde_json::to_vec(&OpenEntry {
-            owner: "/a".into(),
-            span: info,
-        })
-        .unwrap();
+        let open = open_bytes("/a", &info);
         let ended = ended_bytes("", &done);
         for whole in [open, ended] {
             for cut in 0..whole.len() {
@@ -157,6 +158,6 @@ mod tests {
         }
         assert!(Entry::decode(b"{}").is_err());
         assert!(Entry::decode(b"null").is_err());
-        assert!(Exporter::parse("no line break").is_none());
+        assert!(SenderId::parse("no line break").is_none());
     }
 }

@@ -1,13 +1,22 @@
 //! `dspans collector`: a local OTLP receiver (gRPC and HTTP) that appends
 //! every accepted request as one OTLP-JSON line to a file.
 //!
-//! A span received again (same trace and span id, as an exporter that
-//! delivers at least once may send after a crash) is written only once.
+//! A span received again unchanged (same ids and content, as an exporter
+//! that delivers at least once may send after a crash) is written only
+//! once; a span whose ids were seen with other content is written too and
+//! logged as a conflict ([`Dedupe`]).
 //!
-//! Malformed or oversized requests are refused by the [`crate::receiver`]
-//! with the protocol's error, and serving goes on. Every line is written and
+//! Malformed, oversized or too deeply nested requests are refused by the
+//! [`crate::receiver`] with the protocol's error, and serving goes on, so
+//! every accepted request can be read back. Every line is written and
 //! flushed before the request is acknowledged, so after
-//! [`Collector::shutdown`] the file holds every accepted request, whole.
+//! [`Collector::shutdown`] the file holds every accepted request, whole; a
+//! write that fails (disk full) leaves no partial line and the request is
+//! answered "unavailable", to be sent again.
+//!
+//! At start the spans already in the file are read, one line at a time,
+//! into the memory of spans seen; unreadable lines are skipped, counted
+//! and logged as a warning.
 //!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -31,11 +40,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use crate::receiver::{
-    Dedupe, JsonLinesSink, Receiver, ReceiverError, RunningReceiver, DEFAULT_GRPC_ADDR,
+    Dedupe, JsonLinesSink, Receiver, ReceiverError, RunningReceiver, Timeouts, DEFAULT_GRPC_ADDR,
     DEFAULT_HTTP_ADDR, DEFAULT_MAX_REQUEST_BYTES,
 };
 
-/// Span ids remembered for dropping repeats (about 100 MB at most).
+/// Spans remembered for dropping repeats (about 50 MB at most).
 const REMEMBERED_SPANS: usize = 1_000_000;
 
 /// Collector failures.
@@ -68,6 +77,12 @@ pub struct CollectorConfig {
     pub out: PathBuf,
     /// Largest accepted request, after decompression.
     pub max_request_bytes: usize,
+    /// PEM certificate chain and key: serve both protocols over TLS.
+    pub tls: Option<(Vec<u8>, Vec<u8>)>,
+    /// Accept only requests with `Authorization: Bearer TOKEN`.
+    pub bearer_token: Option<String>,
+    /// Time limits of the connections.
+    pub timeouts: Timeouts,
 }
 
 impl CollectorConfig {
@@ -79,6 +94,9 @@ impl CollectorConfig {
             http: DEFAULT_HTTP_ADDR.parse().ok(),
             out: out.into(),
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+            tls: None,
+            bearer_token: None,
+            timeouts: Timeouts::default(),
         }
     }
 
@@ -97,6 +115,24 @@ impl CollectorConfig {
     /// Sets the largest accepted request.
     pub fn max_request_bytes(mut self, n: usize) -> Self {
         self.max_request_bytes = n;
+        self
+    }
+
+    /// Serves both protocols over TLS with this PEM certificate chain and key.
+    pub fn tls_pem(mut self, cert_pem: Vec<u8>, key_pem: Vec<u8>) -> Self {
+        self.tls = Some((cert_pem, key_pem));
+        self
+    }
+
+    /// Accepts only requests with `Authorization: Bearer TOKEN`.
+    pub fn bearer_token(mut self, token: impl Into<String>) -> Self {
+        self.bearer_token = Some(token.into());
+        self
+    }
+
+    /// Sets the connections' time limits.
+    pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.timeouts = timeouts;
         self
     }
 }
@@ -120,13 +156,29 @@ impl Collector {
         let sink = Dedupe::new(file, REMEMBERED_SPANS);
         // Spans already in the file (a collector restarted on it) count as
         // seen, so an exporter's resend after the restart is not written twice.
-        match crate::jsonl::read_json_lines(&config.out) {
-            Ok(requests) => sink.remember(&requests),
+        match crate::jsonl::scan_json_lines(&config.out, |request| {
+            sink.remember(std::iter::once(&request))
+        }) {
+            Ok(read) if read.unreadable > 0 => tracing::warn!(
+                out = %config.out.display(),
+                requests = read.requests,
+                skipped = read.unreadable,
+                "unreadable lines in the output skipped; repeats of their spans will be written"
+            ),
+            Ok(read) => tracing::debug!(requests = read.requests, "spans in the output remembered"),
             Err(error) => {
                 tracing::warn!(%error, "existing spans in the output not read; repeats of them will be written")
             }
         }
-        let mut builder = Receiver::builder().max_request_bytes(config.max_request_bytes);
+        let mut builder = Receiver::builder()
+            .max_request_bytes(config.max_request_bytes)
+            .timeouts(config.timeouts);
+        if let Some((cert, key)) = &config.tls {
+            builder = builder.tls_pem(cert.clone(), key.clone());
+        }
+        if let Some(token) = &config.bearer_token {
+            builder = builder.bearer_token(token.clone());
+        }
         if let Some(addr) = config.grpc {
             builder = builder.grpc(addr);
         }
@@ -170,9 +222,14 @@ impl Collector {
         lines
     }
 
-    /// Spans received again (same trace and span id) and not written.
+    /// Spans received again unchanged and not written.
     pub fn repeats(&self) -> u64 {
         self.repeats.repeats()
+    }
+
+    /// Spans written whose ids had been received with other content.
+    pub fn conflicts(&self) -> u64 {
+        self.repeats.conflicts()
     }
 
     /// Stops accepting, lets open requests finish, and returns once every
@@ -208,6 +265,13 @@ where
     let repeats = collector.repeats();
     if repeats > 0 {
         tracing::info!(repeats, "spans received more than once were written once");
+    }
+    let conflicts = collector.conflicts();
+    if conflicts > 0 {
+        tracing::warn!(
+            conflicts,
+            "spans were written whose ids had been received with other content"
+        );
     }
     collector.shutdown().await
 }

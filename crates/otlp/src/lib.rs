@@ -8,7 +8,8 @@
 //! - [`build_exporter`]: an [`Exporter`] (OTLP gRPC or HTTP/protobuf) for an
 //!   `opentelemetry_sdk` tracer provider; [`Exporter::json_lines`] /
 //!   [`JsonLinesExporter`] write OTLP-JSON lines instead.
-//! - [`read_json_lines`] reads such a file back.
+//! - [`read_json_lines`] reads such a file back; [`scan_json_lines`] reads
+//!   one line at a time, skipping (and counting) lines it cannot read.
 //! - [`receiver`]: the OTLP receiver and its sinks.
 //! - [`collector`]: `dspans collector`, a receiver appending OTLP-JSON lines.
 //! - [`view`]: traces of an OTLP-JSON lines file as terminal and HTML waterfalls.
@@ -34,20 +35,23 @@
 #![warn(missing_docs)]
 
 pub mod collector;
+mod error;
 mod exporter;
 mod http_client;
 mod jsonl;
+mod option_values;
 mod options;
 mod parse;
 pub mod receiver;
 mod retry;
 mod tls;
+mod values;
 pub mod view;
 
 pub use exporter::{build_exporter, ExportSetupError, Exporter, OtlpExporter};
 pub use jsonl::{
-    parse_json_lines, read_json_lines, request_to_json_line, to_export_request, JsonLinesExporter,
-    JsonLinesWriter, ReadError,
+    parse_json_lines, read_json_lines, request_to_json_line, scan_json_lines, to_export_request,
+    JsonLinesExporter, JsonLinesWriter, LinesRead, ReadError, MAX_LINE_BYTES,
 };
 pub use options::{
     Compression, ExportOptions, OptionsError, Protocol, DEFAULT_GRPC_ENDPOINT,

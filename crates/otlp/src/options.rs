@@ -2,14 +2,12 @@
 //! plus the standard `OTEL_*` environment overrides.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::Duration;
 
-use serde::de::{self, Deserializer};
 use serde::Deserialize;
 
+pub use crate::option_values::{Compression, OptionsError, Protocol};
 use crate::parse::{
     de_compression, de_opt_millis, de_opt_zuul_bool, de_zuul_bool, parse_compression, parse_headers,
 };
@@ -24,99 +22,6 @@ pub const DEFAULT_GRPC_ENDPOINT: &str = "http://localhost:4317";
 pub const DEFAULT_HTTP_ENDPOINT: &str = "http://localhost:4318";
 /// Path of the traces signal on an OTLP/HTTP endpoint.
 pub const TRACES_PATH: &str = "/v1/traces";
-
-/// An invalid option, or an invalid combination of options.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum OptionsError {
-    /// An option only valid for the other protocol was given.
-    #[error("[tracing] option `{option}` is only valid with protocol = \"{valid_with}\", not \"{protocol}\"")]
-    WrongProtocol {
-        /// The offending option name.
-        option: &'static str,
-        /// The protocol in effect.
-        protocol: Protocol,
-        /// The protocol the option belongs to.
-        valid_with: Protocol,
-    },
-    /// `protocol` names something we do not speak.
-    #[error("unknown OTLP protocol `{0}`: expected \"grpc\" or \"http/protobuf\"")]
-    UnknownProtocol(String),
-    /// `compression` names something we do not support.
-    #[error("unsupported OTLP compression `{0}`: expected \"gzip\" or \"none\"")]
-    UnknownCompression(String),
-    /// Two options contradict each other.
-    #[error("[tracing] options conflict: {0}")]
-    Conflict(String),
-    /// The endpoint is not a usable URL.
-    #[error("invalid OTLP endpoint `{endpoint}`: {reason}")]
-    Endpoint {
-        /// The endpoint as given.
-        endpoint: String,
-        /// Why it was refused.
-        reason: String,
-    },
-    /// An environment variable holds an unusable value.
-    #[error("invalid value `{value}` in environment variable {var}: {reason}")]
-    Env {
-        /// Variable name.
-        var: &'static str,
-        /// Its value.
-        value: String,
-        /// Why it was refused.
-        reason: String,
-    },
-}
-
-/// OTLP transport protocol.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub enum Protocol {
-    /// OTLP over gRPC (default, port 4317).
-    #[default]
-    Grpc,
-    /// OTLP over HTTP with protobuf bodies (port 4318).
-    HttpProtobuf,
-}
-
-impl Protocol {
-    /// The name used in config files and `OTEL_EXPORTER_OTLP_PROTOCOL`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Protocol::Grpc => "grpc",
-            Protocol::HttpProtobuf => "http/protobuf",
-        }
-    }
-}
-
-impl fmt::Display for Protocol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Protocol {
-    type Err = OptionsError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim() {
-            "grpc" => Ok(Protocol::Grpc),
-            "http/protobuf" => Ok(Protocol::HttpProtobuf),
-            other => Err(OptionsError::UnknownProtocol(other.to_string())),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for Protocol {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(de::Error::custom)
-    }
-}
-
-/// Payload compression.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Compression {
-    /// gzip, the portable choice.
-    Gzip,
-}
 
 /// The `[tracing]` table: how and where to export spans.
 ///

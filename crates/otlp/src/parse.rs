@@ -6,7 +6,7 @@ use std::fmt;
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
-use crate::options::{Compression, OptionsError};
+use crate::option_values::{Compression, OptionsError};
 
 /// Parses a compression name; `none` (or empty) means no compression.
 pub(crate) fn parse_compression(s: &str) -> Result<Option<Compression>, OptionsError> {

@@ -7,7 +7,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
-use crate::exporter::ExportSetupError;
+use crate::error::ExportSetupError;
 use crate::options::ExportOptions;
 
 fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, ExportSetupError> {

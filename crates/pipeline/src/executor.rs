@@ -4,12 +4,17 @@
 //! Contract with the scheduler:
 //!
 //! - **Request**: a [`BuildRequest`] submitted as is (its JSON text) to the
-//!   [`JobQueue`] at [`Layout::executor_queue`]. A request holding the JSON
+//!   [`JobQueue`] at [`Layout::executor_queue`](crate::Layout::executor_queue). A request holding the JSON
 //!   text as a string (`StoredObject::to_embedded`) is read too.
 //! - **Claim**: exclusive ([`JobQueue::claim_next`]); only the winner starts
 //!   spans: `JobExecution`, a remote child of the request's `span_context`
 //!   (attribute `hostname`), and under it `JobRun` (attribute `exit_code`:
 //!   the command's exit code, `-1` when it was killed or never started).
+//! - **Job**: the request names a job; its command (`run`) and `timeout_s`
+//!   come from the `[[job]]` of that name in the executor's own config,
+//!   never from the store. A job the config does not name is not run: the
+//!   build completes `CONFIG_ERROR` and `JobExecution` ends with an error
+//!   status saying why.
 //! - **Run**: `sh -c <run>` in a fresh scratch directory (deleted after;
 //!   an executor starting up deletes those that killed executors on the
 //!   same machine left), in its own process group, stdin from `/dev/null`,
@@ -22,7 +27,7 @@
 //!   `ERROR`.
 //! - **Result**: both spans are ended (handed to the exporter) first; then
 //!   one atomic multi-operation appends [`ResultEvent::BuildCompleted`] to
-//!   [`Layout::result_events`] of the request's pipeline and marks the
+//!   [`Layout::result_events`](crate::Layout::result_events) of the request's pipeline and marks the
 //!   request `completed` (its record's `result` is `{"result": "<RESULT>"}`).
 //! - **Undecodable request**: completed with `{"result": "ERROR", "error":
 //!   …}`; when its `pipeline` and `build_uuid` can still be read, an
@@ -34,103 +39,70 @@
 //!   written for a handed-back build.
 
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
 use dspans_store::recipes::{Claim, JobQueue};
-use dspans_store::Store;
-use durable_spans::{span_context_of, ChildOptions, DurableTracer, Timestamp};
+use durable_spans::{span_context_of, ChildOptions, Timestamp};
 use opentelemetry::trace::{Span as _, Status, TraceContextExt, Tracer as _};
 use opentelemetry::{Context, KeyValue};
 
-use crate::config::Config;
-use crate::layout::Layout;
+use crate::config::JobConfig;
 use crate::model::{BuildCompleted, BuildRequest, BuildResult, ModelError, ResultEvent};
 use crate::process::{self, Abort, Outcome, OutputMode};
 use crate::scratch;
-use crate::worker::{decode_request, serve, PartialRequest, Worker};
+use crate::worker::{decode_request, PartialRequest, Queue, Role, Worker};
 
 pub use crate::worker::SHUTDOWN_GRACE;
 
-/// A worker of the executor queue. Cheap: one claimed build at a time, run
-/// as many instances (tasks or processes) as wanted.
-#[derive(Debug, Clone)]
-pub struct Executor {
-    worker: Worker,
+/// The executor's [`Role`]: running builds.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Builds;
+
+impl Role for Builds {
+    const QUEUE: Queue = Queue::Executor;
+
+    fn handle<'a>(
+        worker: &'a Executor,
+        queue: &'a JobQueue,
+        claim: Claim,
+        abort: Abort,
+    ) -> impl Future<Output = ()> + Send + 'a {
+        worker.execute(queue, claim, abort)
+    }
 }
 
+/// A worker of the executor queue ([`Executor::new`], [`Worker::run`]).
+/// Cheap: one claimed build at a time, run as many instances (tasks or
+/// processes) as wanted.
+pub type Executor = Worker<Builds>;
+
 impl Executor {
-    /// An executor named `name` (its claims and results carry the name).
-    pub fn new(
-        config: impl Into<Arc<Config>>,
-        store: Arc<dyn Store>,
-        tracer: DurableTracer,
-        name: impl Into<String>,
-    ) -> Executor {
-        Executor {
-            worker: Worker::new(config.into(), store, tracer, name.into()),
-        }
-    }
-
-    /// Uses another store layout (default [`Layout::default`]).
-    pub fn with_layout(mut self, layout: Layout) -> Executor {
-        self.worker.layout = layout;
-        self
-    }
-
-    /// The executor's name.
-    pub fn name(&self) -> &str {
-        &self.worker.name
-    }
-
-    /// The configuration it was given.
-    pub fn config(&self) -> &Config {
-        &self.worker.config
-    }
-
-    /// Claims and runs builds until `shutdown` resolves (see the module
-    /// documentation for what happens to the build in hand).
-    pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let queue = JobQueue::new(
-            self.worker.store.clone(),
-            self.worker.layout.executor_queue(),
-        );
-        tracing::info!(executor = %self.worker.name, "executor started");
-        scratch::remove_abandoned("build");
-        serve(&queue, &self.worker.name, shutdown, |claim, abort| {
-            self.execute(&queue, claim, abort)
-        })
-        .await;
-        tracing::info!(executor = %self.worker.name, "executor stopped");
-    }
-
     async fn execute(&self, queue: &JobQueue, claim: Claim, abort: Abort) {
         let request: BuildRequest = match decode_request(&claim.job.record) {
             Ok(request) => request,
             Err(error) => return self.reject(queue, claim, error).await,
         };
+        let Some(job) = self.config.job(&request.job).cloned() else {
+            return self.refuse_unknown_job(queue, claim, request).await;
+        };
         tracing::info!(
-            executor = %self.worker.name, request = %claim.job.id, build = %request.build_uuid,
+            executor = %self.name, request = %claim.job.id, build = %request.build_uuid,
             job = %request.job, "build started"
         );
-        let exec = self.worker.tracer.start_span_in_context(
+        let exec = self.tracer.start_span_in_context(
             request.span_context.as_ref(),
             "JobExecution",
             ChildOptions {
-                attributes: vec![KeyValue::new("hostname", self.worker.hostname.clone())],
+                attributes: vec![KeyValue::new("hostname", self.hostname.clone())],
                 ..ChildOptions::default()
             },
         );
         let exec_cx = Context::new().with_span(exec);
-        let mut run_span = self
-            .worker
-            .tracer
-            .tracer()
-            .start_with_context("JobRun", &exec_cx);
+        let mut run_span = self.tracer.tracer().start_with_context("JobRun", &exec_cx);
         let traceparent = span_context_of(&run_span).to_traceparent();
 
         let start_time = Timestamp::now();
-        let (outcome, detail) = self.run_command(&request, &traceparent, &abort).await;
+        let (outcome, detail) = self.run_command(&request, &job, &traceparent, &abort).await;
         let end_time = Timestamp::now();
 
         let (result, exit_code) = match &outcome {
@@ -152,7 +124,7 @@ impl Executor {
 
         if outcome == Outcome::Aborted {
             tracing::warn!(
-                executor = %self.worker.name, request = %claim.job.id, build = %request.build_uuid,
+                executor = %self.name, request = %claim.job.id, build = %request.build_uuid,
                 "build interrupted by shutdown; handing the request back"
             );
             if let Err(error) = queue.release(claim).await {
@@ -169,16 +141,52 @@ impl Executor {
             exit_code,
             start_time,
             end_time,
-            executor: self.worker.name.clone(),
+            executor: self.name.clone(),
         };
         tracing::info!(
-            executor = %self.worker.name, build = %request.build_uuid, job = %request.job,
+            executor = %self.name, build = %request.build_uuid, job = %request.job,
             %result, ?exit_code, "build completed"
         );
         let outcome = serde_json::json!({ "result": result.as_str() });
         let event = ResultEvent::BuildCompleted(event);
-        self.worker
-            .complete(queue, claim, &request.pipeline, &event, outcome)
+        self.complete(queue, claim, &request.pipeline, &event, outcome)
+            .await;
+    }
+
+    /// Completes a request whose job this executor's config does not name:
+    /// nothing runs, the build ends `CONFIG_ERROR`, and its `JobExecution`
+    /// span ends with an error status saying why.
+    async fn refuse_unknown_job(&self, queue: &JobQueue, claim: Claim, request: BuildRequest) {
+        let why = format!(
+            "job {:?} is not configured on executor {}; nothing was run",
+            request.job, self.name
+        );
+        tracing::error!(request = %claim.job.id, build = %request.build_uuid, "{why}");
+        let mut exec = self.tracer.start_span_in_context(
+            request.span_context.as_ref(),
+            "JobExecution",
+            ChildOptions {
+                attributes: vec![KeyValue::new("hostname", self.hostname.clone())],
+                ..ChildOptions::default()
+            },
+        );
+        exec.set_status(Status::error(why.clone()));
+        exec.end();
+        let now = Timestamp::now();
+        let result = BuildResult::ConfigError;
+        let event = ResultEvent::BuildCompleted(BuildCompleted {
+            build_uuid: request.build_uuid,
+            buildset_uuid: request.buildset_uuid,
+            item_uuid: request.item_uuid,
+            job: request.job,
+            result,
+            exit_code: None,
+            start_time: now,
+            end_time: now,
+            executor: self.name.clone(),
+        });
+        let outcome = serde_json::json!({ "result": result.as_str(), "error": why });
+        self.complete(queue, claim, &request.pipeline, &event, outcome)
             .await;
     }
 
@@ -187,6 +195,7 @@ impl Executor {
     async fn run_command(
         &self,
         request: &BuildRequest,
+        job: &JobConfig,
         traceparent: &str,
         abort: &Abort,
     ) -> (Outcome, Option<String>) {
@@ -207,7 +216,7 @@ impl Executor {
         let mut command = tokio::process::Command::new("sh");
         command
             .arg("-c")
-            .arg(&request.run)
+            .arg(&job.run)
             .current_dir(&work)
             .env("DSPANS_PROJECT", &change.project)
             .env("DSPANS_CHANGE", change.number.to_string())
@@ -221,7 +230,7 @@ impl Executor {
             .env("DSPANS_EVENT_ID", &request.zuul_event_id)
             .env("DSPANS_RETRY", request.retry.to_string())
             .env("TRACEPARENT", traceparent);
-        let timeout = Duration::from_secs(request.timeout_s);
+        let timeout = Duration::from_secs(job.timeout_s);
         let (outcome, _) = process::run(command, OutputMode::File(&log), timeout, abort).await;
         if tracing::enabled!(tracing::Level::DEBUG) {
             let output = std::fs::read_to_string(&log).unwrap_or_default();
@@ -237,7 +246,7 @@ impl Executor {
         }
         let detail = match &outcome {
             Outcome::Exited(_) => None,
-            Outcome::TimedOut => Some(format!("timed out after {} s", request.timeout_s)),
+            Outcome::TimedOut => Some(format!("timed out after {} s", job.timeout_s)),
             Outcome::Aborted => Some("interrupted by executor shutdown".to_string()),
             Outcome::SpawnFailed(reason) => Some(reason.clone()),
         };
@@ -247,13 +256,11 @@ impl Executor {
     /// Completes a request that cannot be decoded, with an `ERROR` result.
     async fn reject(&self, queue: &JobQueue, claim: Claim, error: ModelError) {
         tracing::error!(
-            executor = %self.worker.name, request = %claim.job.id, %error,
+            executor = %self.name, request = %claim.job.id, %error,
             "undecodable build request; completing it with ERROR"
         );
-        let partial: PartialRequest =
-            serde_json::from_str(claim.job.record.request.get()).unwrap_or_default();
-        let outcome = serde_json::json!({ "result": "ERROR", "error": error.to_string() });
-        match (partial.pipeline, partial.build_uuid) {
+        let partial = PartialRequest::of(&claim);
+        let event = match (partial.pipeline, partial.build_uuid) {
             (Some(pipeline), Some(build_uuid)) => {
                 let now = Timestamp::now();
                 let event = ResultEvent::BuildCompleted(BuildCompleted {
@@ -265,17 +272,12 @@ impl Executor {
                     exit_code: None,
                     start_time: now,
                     end_time: now,
-                    executor: self.worker.name.clone(),
+                    executor: self.name.clone(),
                 });
-                self.worker
-                    .complete(queue, claim, &pipeline, &event, outcome)
-                    .await;
+                Some((pipeline, event))
             }
-            _ => {
-                if let Err(error) = queue.complete_with(claim, outcome, Vec::new()).await {
-                    tracing::error!(%error, "cannot complete an undecodable request");
-                }
-            }
-        }
+            _ => None,
+        };
+        self.complete_undecodable(queue, claim, &error, event).await;
     }
 }

@@ -13,7 +13,8 @@
 //!   executor/{requests,locks}/job-NNN…       BuildRequest (JobQueue root)
 //!   merger/{requests,locks}/job-NNN…         MergeRequest (JobQueue root)
 //!   locks/pipelines/<pipeline>               pipeline lock (Lock)
-//!   spans/{open,outbox,claims}/<span id>     span ledger (dspans_ledger)
+//!   spans/{entries,unassigned,claims}/<id>   span ledger (dspans_ledger)
+//!   spans/senders/<session>                  ephemeral: a running outbox sender
 //!   components/<kind>/<name>                 ephemeral registration
 //! ```
 //!

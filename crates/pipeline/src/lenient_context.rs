@@ -5,7 +5,7 @@
 //! Missing, `null`, malformed and all-zero contexts all read as `None` (with
 //! one warning for malformed data), so an object written before tracing was
 //! enabled, or with damaged span data, still decodes: its remote children
-//! then start new traces, as DESIGN.md asks. Like
+//! then start new traces (docs/spans.md). Like
 //! [`durable_spans::lenient`], it needs serde_json's own text deserializer
 //! (`serde_json::from_str` / `from_slice`): ids are read from the raw JSON
 //! text so that 128-bit trace ids keep every digit.

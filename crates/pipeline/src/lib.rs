@@ -5,9 +5,12 @@
 //!   `[tracing]`, `[[pipeline]]`, `[[job]]`, `[[project]]`), strictly
 //!   parsed, with errors that name the file, key and reason.
 //! - [`model`]: the objects kept in the store as JSON, each carrying its
-//!   span data as DESIGN.md's table says, read leniently so objects without
+//!   span data as docs/spans.md says, read leniently so objects without
 //!   (or with damaged) span data still work.
 //! - [`layout`]: the store path of every object, in one place.
+//! - [`component`]: one component process assembled and shut down in one
+//!   place (store session, tracer, span ledger and its outbox sender,
+//!   SIGTERM); [`worker`]: the queue worker that executors and mergers are.
 //!
 //! ```
 //! use dspans_pipeline::{config::Config, layout::Layout};
@@ -29,6 +32,7 @@
 //! assert_eq!(Layout::default().change_queue("gate", "default"), "/dspans/pipelines/gate/queues/default");
 //! ```
 
+pub mod component;
 pub mod config;
 pub mod executor;
 pub mod layout;
@@ -38,7 +42,7 @@ pub mod model;
 pub mod process;
 pub mod scheduler;
 mod scratch;
-mod worker;
+pub mod worker;
 
 pub use config::{Config, ConfigError};
 pub use layout::Layout;

@@ -5,7 +5,7 @@
 //! Contract with the scheduler:
 //!
 //! - **Request**: a [`MergeRequest`] submitted as is (its JSON text) to the
-//!   [`dspans_store::recipes::JobQueue`] at [`Layout::merger_queue`].
+//!   [`dspans_store::recipes::JobQueue`] at [`Layout::merger_queue`](crate::Layout::merger_queue).
 //! - **Claim**: exclusive; only the winner starts `MergerJob`, a remote
 //!   child of the request's `span_context` (attribute `merger`: the host
 //!   name). It is ended before the result is written.
@@ -32,21 +32,17 @@
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use dspans_store::recipes::{Claim, JobQueue};
-use dspans_store::Store;
-use durable_spans::{ChildOptions, DurableTracer};
+use durable_spans::ChildOptions;
 use opentelemetry::trace::{Span as _, Status};
 use opentelemetry::KeyValue;
 
-use crate::config::Config;
-use crate::layout::Layout;
 use crate::model::{ChangeRef, MergeCompleted, MergeRequest, MergeResult, ModelError, ResultEvent};
 use crate::process::{self, Abort, Outcome, OutputMode};
 use crate::scratch;
-use crate::worker::{decode_request, serve, PartialRequest, Worker};
+use crate::worker::{decode_request, PartialRequest, Queue, Role, Worker};
 
 /// Longest time one git command may take.
 pub const GIT_TIMEOUT: Duration = Duration::from_secs(300);
@@ -62,12 +58,26 @@ pub fn change_branch(number: u64, patchset: u64) -> String {
     format!("changes/{number}/{patchset}")
 }
 
-/// A worker of the merger queue. Cheap: one claimed request at a time; run
-/// as many instances as wanted.
-#[derive(Debug, Clone)]
-pub struct Merger {
-    worker: Worker,
+/// The merger's [`Role`]: merging changes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Merges;
+
+impl Role for Merges {
+    const QUEUE: Queue = Queue::Merger;
+
+    fn handle<'a>(
+        worker: &'a Merger,
+        queue: &'a JobQueue,
+        claim: Claim,
+        abort: Abort,
+    ) -> impl Future<Output = ()> + Send + 'a {
+        worker.handle(queue, claim, abort)
+    }
 }
+
+/// A worker of the merger queue ([`Merger::new`], [`Worker::run`]). Cheap:
+/// one claimed request at a time; run as many instances as wanted.
+pub type Merger = Worker<Merges>;
 
 /// What merging produced.
 struct Merged {
@@ -87,57 +97,17 @@ enum GitFailure {
 }
 
 impl Merger {
-    /// A merger named `name`.
-    pub fn new(
-        config: impl Into<Arc<Config>>,
-        store: Arc<dyn Store>,
-        tracer: DurableTracer,
-        name: impl Into<String>,
-    ) -> Merger {
-        Merger {
-            worker: Worker::new(config.into(), store, tracer, name.into()),
-        }
-    }
-
-    /// Uses another store layout (default [`Layout::default`]).
-    pub fn with_layout(mut self, layout: Layout) -> Merger {
-        self.worker.layout = layout;
-        self
-    }
-
-    /// The merger's name.
-    pub fn name(&self) -> &str {
-        &self.worker.name
-    }
-
-    /// The configuration it was given.
-    pub fn config(&self) -> &Config {
-        &self.worker.config
-    }
-
-    /// Claims and handles merge requests until `shutdown` resolves.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let queue = JobQueue::new(self.worker.store.clone(), self.worker.layout.merger_queue());
-        tracing::info!(merger = %self.worker.name, "merger started");
-        scratch::remove_abandoned("merge");
-        serve(&queue, &self.worker.name, shutdown, |claim, abort| {
-            self.handle(&queue, claim, abort)
-        })
-        .await;
-        tracing::info!(merger = %self.worker.name, "merger stopped");
-    }
-
     async fn handle(&self, queue: &JobQueue, claim: Claim, abort: Abort) {
         let request: MergeRequest = match decode_request(&claim.job.record) {
             Ok(request) => request,
             Err(error) => return self.reject(queue, claim, error).await,
         };
-        tracing::info!(merger = %self.worker.name, request = %claim.job.id, merge = %request.uuid, "merge started");
-        let mut span = self.worker.tracer.start_span_in_context(
+        tracing::info!(merger = %self.name, request = %claim.job.id, merge = %request.uuid, "merge started");
+        let mut span = self.tracer.start_span_in_context(
             request.span_context.as_ref(),
             "MergerJob",
             ChildOptions {
-                attributes: vec![KeyValue::new("merger", self.worker.hostname.clone())],
+                attributes: vec![KeyValue::new("merger", self.hostname.clone())],
                 ..ChildOptions::default()
             },
         );
@@ -146,7 +116,7 @@ impl Merger {
             Err(GitFailure::Aborted) => {
                 span.set_status(Status::error("interrupted by merger shutdown"));
                 span.end();
-                tracing::warn!(merger = %self.worker.name, request = %claim.job.id,
+                tracing::warn!(merger = %self.name, request = %claim.job.id,
                     "merge interrupted by shutdown; handing the request back");
                 if let Err(error) = queue.release(claim).await {
                     tracing::error!(%error, "cannot hand the merge request back");
@@ -168,7 +138,7 @@ impl Merger {
             span.set_status(Status::error(merged.message.clone().unwrap_or_default()));
         }
         span.end();
-        tracing::info!(merger = %self.worker.name, merge = %request.uuid, result = %merged.result,
+        tracing::info!(merger = %self.name, merge = %request.uuid, result = %merged.result,
             message = merged.message.as_deref().unwrap_or(""), "merge completed");
         let outcome = serde_json::json!({ "result": merged.result.as_str() });
         let event = ResultEvent::MergeCompleted(MergeCompleted {
@@ -178,10 +148,9 @@ impl Merger {
             result: merged.result,
             commit: merged.commit,
             message: merged.message,
-            merger: self.worker.name.clone(),
+            merger: self.name.clone(),
         });
-        self.worker
-            .complete(queue, claim, &request.pipeline, &event, outcome)
+        self.complete(queue, claim, &request.pipeline, &event, outcome)
             .await;
     }
 
@@ -197,12 +166,7 @@ impl Merger {
         let own_project = changes.last().map(|c| c.project.as_str());
         let mut commit = None;
         for (project, changes) in projects {
-            let Some(repo) = self
-                .worker
-                .config
-                .project(project)
-                .and_then(|p| p.repo.clone())
-            else {
+            let Some(repo) = self.config.project(project).and_then(|p| p.repo.clone()) else {
                 continue;
             };
             let head = self.merge_project(&repo, &changes, abort).await?;
@@ -263,41 +227,7 @@ impl Merger {
         .await
         .map_err(|f| f.into_error(&format!("cannot check out target branch {target:?}")))?;
         for change in changes {
-            let branch = change_branch(change.number, change.patchset);
-            let remote = format!("origin/{branch}");
-            git.run(
-                &[
-                    "rev-parse",
-                    "--verify",
-                    "--quiet",
-                    &format!("{remote}^{{commit}}"),
-                ],
-                true,
-            )
-            .await
-            .map_err(|f| {
-                f.into_error(&format!(
-                    "change {} has no branch {branch:?}",
-                    change.short()
-                ))
-            })?;
-            let message = format!("Merge change {} ({branch})", change.short());
-            if let Err(failure) = git
-                .run(
-                    &["merge", "--no-ff", "--no-edit", "-m", &message, &remote],
-                    true,
-                )
-                .await
-            {
-                return Err(match failure {
-                    GitFailure::Error(reason) => GitFailure::Conflict(format!(
-                        "change {} of {} does not merge onto {target}: {reason}",
-                        change.short(),
-                        change.project
-                    )),
-                    other => other,
-                });
-            }
+            git.merge_change(change, target).await?;
         }
         let head = git
             .run(&["rev-parse", "HEAD"], true)
@@ -307,12 +237,10 @@ impl Merger {
     }
 
     async fn reject(&self, queue: &JobQueue, claim: Claim, error: ModelError) {
-        tracing::error!(merger = %self.worker.name, request = %claim.job.id, %error,
+        tracing::error!(merger = %self.name, request = %claim.job.id, %error,
             "undecodable merge request; completing it with ERROR");
-        let partial: PartialRequest =
-            serde_json::from_str(claim.job.record.request.get()).unwrap_or_default();
-        let outcome = serde_json::json!({ "result": "ERROR", "error": error.to_string() });
-        match (partial.pipeline, partial.uuid) {
+        let partial = PartialRequest::of(&claim);
+        let event = match (partial.pipeline, partial.uuid) {
             (Some(pipeline), Some(uuid)) => {
                 let event = ResultEvent::MergeCompleted(MergeCompleted {
                     merge_request: uuid,
@@ -321,18 +249,13 @@ impl Merger {
                     result: MergeResult::Error,
                     commit: None,
                     message: Some(error.to_string()),
-                    merger: self.worker.name.clone(),
+                    merger: self.name.clone(),
                 });
-                self.worker
-                    .complete(queue, claim, &pipeline, &event, outcome)
-                    .await;
+                Some((pipeline, event))
             }
-            _ => {
-                if let Err(error) = queue.complete_with(claim, outcome, Vec::new()).await {
-                    tracing::error!(%error, "cannot complete an undecodable request");
-                }
-            }
-        }
+            _ => None,
+        };
+        self.complete_undecodable(queue, claim, &error, event).await;
     }
 }
 
@@ -355,6 +278,35 @@ struct Git<'a> {
 }
 
 impl Git<'_> {
+    /// Merges a change's branch onto the checked-out `target`; a failed
+    /// merge is a [`GitFailure::Conflict`].
+    async fn merge_change(&self, change: &ChangeRef, target: &str) -> Result<(), GitFailure> {
+        let branch = change_branch(change.number, change.patchset);
+        let remote = format!("origin/{branch}");
+        let commit = format!("{remote}^{{commit}}");
+        self.run(&["rev-parse", "--verify", "--quiet", &commit], true)
+            .await
+            .map_err(|f| {
+                f.into_error(&format!(
+                    "change {} has no branch {branch:?}",
+                    change.short()
+                ))
+            })?;
+        let message = format!("Merge change {} ({branch})", change.short());
+        let merge = ["merge", "--no-ff", "--no-edit", "-m", &message, &remote];
+        self.run(&merge, true)
+            .await
+            .map(|_| ())
+            .map_err(|failure| match failure {
+                GitFailure::Error(reason) => GitFailure::Conflict(format!(
+                    "change {} of {} does not merge onto {target}: {reason}",
+                    change.short(),
+                    change.project
+                )),
+                other => other,
+            })
+    }
+
     /// Runs `git args` (in the clone when `in_clone`); its stdout on
     /// success, [`GitFailure::Error`] with its output otherwise.
     async fn run(&self, args: &[&str], in_clone: bool) -> Result<String, GitFailure> {

@@ -56,9 +56,17 @@ impl std::str::FromStr for Backend {
 pub struct StoreConfig {
     /// `"sqlite"` (default) or `"zookeeper"`.
     pub backend: Backend,
-    /// SQLite: the database file (created with its directory when missing).
-    /// Default `state/dspans.db`.
+    /// SQLite: the database file. Default `state/dspans.db`. It is
+    /// created only by [`crate::init`] / [`crate::create`] (`dspans store
+    /// init`); opening a missing, empty or foreign file is an error.
     pub path: PathBuf,
+    /// SQLite: permission bits of the database file (and of its `-wal`
+    /// and `-shm` files, which SQLite gives the same) when
+    /// [`crate::init`] creates it; a directory it creates gets the same
+    /// bits plus search (`x`) where they grant read. Default `0o600`
+    /// (directory `0o700`): the store holds span data, readable by its
+    /// owner only. In TOML: `file_mode = 0o640`.
+    pub file_mode: u32,
     /// ZooKeeper: comma-separated `host:port` list. Default `127.0.0.1:2181`.
     pub hosts: String,
     /// ZooKeeper: a node under which every path of this store lives (created
@@ -95,6 +103,7 @@ impl Default for StoreConfig {
         StoreConfig {
             backend: Backend::Sqlite,
             path: PathBuf::from("state/dspans.db"),
+            file_mode: 0o600,
             hosts: "127.0.0.1:2181".to_string(),
             chroot: None,
             session_timeout_ms: 10_000,
@@ -182,6 +191,13 @@ impl StoreConfig {
         self
     }
 
+    /// The permission bits of a directory [`crate::init`] creates for the
+    /// SQLite file: `file_mode` plus search (`x`) wherever it grants read
+    /// (`0o600` → `0o700`, `0o640` → `0o750`).
+    pub fn dir_mode(&self) -> u32 {
+        self.file_mode | 0o100 | ((self.file_mode & 0o044) >> 2)
+    }
+
     /// Checks option combinations without connecting.
     pub fn validate(&self) -> Result<()> {
         if self.session_timeout_ms == 0 {
@@ -199,6 +215,12 @@ impl StoreConfig {
             return Err(StoreError::Config(
                 "tls_cert and tls_key go together".into(),
             ));
+        }
+        if self.file_mode & !0o777 != 0 || self.file_mode & 0o600 != 0o600 {
+            return Err(StoreError::Config(format!(
+                "file_mode {:#o}: expected permission bits (at most 0o777) that let the owner read and write",
+                self.file_mode
+            )));
         }
         if let Some(chroot) = &self.chroot {
             crate::path::validate_path(chroot)

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio::sync::watch;
 
-use crate::error::Result;
+use crate::error::{Result, StoreError};
 use crate::store::Store;
 use crate::types::{CreateMode, Node, Op, OpResult, SessionState, Stat, Watch};
 
@@ -92,6 +92,10 @@ impl Store for CountingStore {
 
     fn session(&self) -> watch::Receiver<SessionState> {
         self.inner.session()
+    }
+
+    fn failure(&self) -> Option<StoreError> {
+        self.inner.failure()
     }
 
     async fn create(&self, path: &str, data: &[u8], mode: CreateMode) -> Result<String> {

@@ -94,6 +94,29 @@ pub enum StoreError {
         /// The decoder's message.
         message: String,
     },
+    /// There is no store at `path`: the SQLite file is missing, empty, or
+    /// not a durable-spans store (another file, another database). Stores
+    /// are created only on purpose: `dspans store init`, [`crate::init`] or
+    /// [`crate::create`].
+    #[error("no durable-spans store at {path}: {reason}")]
+    NotAStore {
+        /// The SQLite file.
+        path: String,
+        /// What is there instead.
+        reason: String,
+    },
+    /// The store can no longer be used: its SQLite file is corrupt or not a
+    /// database, or the file (or its write-ahead log) was replaced or
+    /// removed while open. Retrying cannot help: the session ends with
+    /// [`crate::SessionState::Failed`], every later operation of the handle
+    /// fails with this error, and [`crate::Store::failure`] returns it.
+    #[error("store {path} is unusable: {reason}")]
+    Fatal {
+        /// The SQLite file.
+        path: String,
+        /// What happened to it.
+        reason: String,
+    },
     /// Any other failure of the backend (I/O, SQLite, ZooKeeper protocol...).
     #[error("{backend} backend: {message}")]
     Backend {
@@ -126,6 +149,12 @@ impl StoreError {
     /// True for [`StoreError::NodeExists`] (also inside a multi-operation).
     pub fn is_node_exists(&self) -> bool {
         matches!(self.root_cause(), StoreError::NodeExists { .. })
+    }
+
+    /// True for [`StoreError::Fatal`] (also inside a multi-operation):
+    /// the store handle is unusable and retrying cannot help.
+    pub fn is_fatal(&self) -> bool {
+        matches!(self.root_cause(), StoreError::Fatal { .. })
     }
 
     pub(crate) fn sqlite(err: impl std::fmt::Display) -> StoreError {

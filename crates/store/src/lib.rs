@@ -12,10 +12,15 @@
 //! Recipes built only on the trait (so identical on both backends):
 //! [`recipes::Lock`], [`recipes::JobQueue`] and [`recipes::EventQueue`].
 //!
+//! A SQLite store is created on purpose, once ([`init`], or [`create`] =
+//! init then open; `dspans store init` on the command line); [`open`]
+//! refuses a missing, empty or foreign file ([`StoreError::NotAStore`]).
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), dspans_store::StoreError> {
 //! use dspans_store::{open, recipes::Lock, StoreConfig};
-//! let store = open(&StoreConfig::default()).await?; // sqlite, state/dspans.db
+//! dspans_store::init(&StoreConfig::default()).await?; // sqlite, state/dspans.db
+//! let store = open(&StoreConfig::default()).await?;
 //! let lock = Lock::new(store.clone(), "/locks/pipeline-gate");
 //! let guard = lock.acquire(b"scheduler-1", None).await?.expect("no timeout given");
 //! // ... work while guard.is_held() ...
@@ -49,7 +54,52 @@ pub use types::{
 };
 pub use zk::ZkStore;
 
-/// Opens the store a configuration names, with a new session.
+/// What [`init`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Initialized {
+    /// It created the SQLite file, with the store's tables.
+    Created,
+    /// The store was there already: a SQLite file with the store's tables
+    /// (left as it was), or a ZooKeeper ensemble, which needs no creating
+    /// (`init` connected, and created the chroot node if missing).
+    Existing,
+}
+
+/// Creates the store a configuration names unless it exists. SQLite: a new
+/// file with the store's tables, mode `file_mode` (0600 by default) in a
+/// directory created `0700` when missing; an existing store is left as it
+/// is, and an existing file that is empty or not a store is refused with
+/// [`StoreError::NotAStore`]. ZooKeeper: connects (checking the address,
+/// TLS and authentication) and creates the chroot node when configured.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), dspans_store::StoreError> {
+/// use dspans_store::{init, Initialized, StoreConfig};
+/// let cfg = StoreConfig::sqlite("state/dspans.db");
+/// if init(&cfg).await? == Initialized::Created {
+///     println!("created {}", cfg.path.display());
+/// }
+/// # Ok(()) }
+/// ```
+pub async fn init(config: &StoreConfig) -> Result<Initialized> {
+    match config.backend {
+        Backend::Sqlite => SqliteStore::init(config).await,
+        Backend::Zookeeper => {
+            ZkStore::open(config).await?.close().await?;
+            Ok(Initialized::Existing)
+        }
+    }
+}
+
+/// [`init`], then [`open`]: for programs and tests that own their store.
+pub async fn create(config: &StoreConfig) -> Result<Arc<dyn Store>> {
+    init(config).await?;
+    open(config).await
+}
+
+/// Opens the store a configuration names, with a new session. A SQLite
+/// store must exist ([`init`]): a missing, empty or foreign file is
+/// [`StoreError::NotAStore`] naming it.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), dspans_store::StoreError> {

@@ -43,6 +43,14 @@ pub trait Store: Send + Sync + Debug {
     /// (`changed().await`). See [`SessionState`].
     fn session(&self) -> watch::Receiver<SessionState>;
 
+    /// Why the store became unusable, once its session is
+    /// [`SessionState::Failed`]: a [`StoreError::Fatal`] naming the file
+    /// and what happened to it. `None` while it is usable, and always on
+    /// backends that cannot fail that way (ZooKeeper).
+    fn failure(&self) -> Option<StoreError> {
+        None
+    }
+
     /// Creates a node; its parent must exist. Returns the created path (with
     /// the sequence suffix for sequential modes).
     ///

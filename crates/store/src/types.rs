@@ -266,11 +266,21 @@ pub enum SessionState {
     Expired,
     /// The store was closed by its owner. Terminal.
     Closed,
+    /// The store became unusable (SQLite only: its file is corrupt, or it
+    /// or its write-ahead log was replaced or removed while open).
+    /// Terminal: every further operation fails with
+    /// [`crate::StoreError::Fatal`], which [`crate::Store::failure`] returns;
+    /// opening the store again will not help until the file is repaired.
+    Failed,
 }
 
 impl SessionState {
-    /// True for [`SessionState::Expired`] and [`SessionState::Closed`].
+    /// True for [`SessionState::Expired`], [`SessionState::Closed`] and
+    /// [`SessionState::Failed`].
     pub fn is_terminal(self) -> bool {
-        matches!(self, SessionState::Expired | SessionState::Closed)
+        matches!(
+            self,
+            SessionState::Expired | SessionState::Closed | SessionState::Failed
+        )
     }
 }

@@ -107,6 +107,39 @@ fn zk_mode(mode: CreateMode) -> zk::CreateMode {
     }
 }
 
+/// Makes ring the process's rustls crypto provider unless one is set.
+///
+/// zookeeper-client builds its TLS configuration from the process default,
+/// and rustls picks one by itself only when exactly one provider is
+/// compiled in. In a binary that also links the OTLP exporters (ring) next
+/// to zookeeper-client (aws-lc-rs), both are, and rustls would panic on
+/// the first TLS connection instead. ring, as the exporters install it,
+/// so either may go first.
+fn ensure_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Losing a race to another installer is fine: a provider is set.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}
+
+/// Whether every server of a connection string (`h1:2181,tcp+tls://h2:2182/chroot`)
+/// is on this machine (`localhost` or a loopback address).
+fn loopback_only(hosts: &str) -> bool {
+    hosts.split(',').all(|entry| {
+        let entry = entry.trim();
+        let entry = entry.split_once("://").map_or(entry, |(_, rest)| rest);
+        let entry = entry.split_once('/').map_or(entry, |(server, _)| server);
+        let host = match entry.strip_prefix('[') {
+            Some(v6) => v6.split_once(']').map_or(v6, |(ip, _)| ip),
+            None => entry.rsplit_once(':').map_or(entry, |(host, _)| host),
+        };
+        host.eq_ignore_ascii_case("localhost")
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    })
+}
+
 fn read_pem(path: &std::path::Path) -> Result<String> {
     std::fs::read_to_string(path)
         .map_err(|e| StoreError::Config(format!("cannot read {}: {e}", path.display())))
@@ -117,6 +150,15 @@ impl ZkStore {
     /// chroot node when configured and missing.
     pub async fn open(config: &StoreConfig) -> Result<ZkStore> {
         config.validate()?;
+        if config.digest_user.is_none() && !loopback_only(&config.hosts) {
+            tracing::warn!(
+                hosts = %config.hosts,
+                "ZooKeeper store on another machine without digest authentication: \
+                 its nodes get the ACL world:anyone, so anyone who can reach the \
+                 servers can read and change them; set digest_user and \
+                 digest_password in [store]"
+            );
+        }
         let mut connector = zk::Client::connector()
             .with_session_timeout(Duration::from_millis(config.session_timeout_ms));
         let acls = match (&config.digest_user, &config.digest_password) {
@@ -128,6 +170,7 @@ impl ZkStore {
         };
         let tls = config.tls || config.tls_ca.is_some();
         let connected = if tls {
+            ensure_crypto_provider();
             let mut options = zk::TlsOptions::new();
             if let Some(ca) = &config.tls_ca {
                 options = options
@@ -456,5 +499,31 @@ impl Store for ZkStore {
 impl Drop for ZkStore {
     fn drop(&mut self) {
         self.state.send_replace(SessionState::Closed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loopback_only;
+
+    #[test]
+    fn loopback_only_reads_every_server_of_a_connection_string() {
+        for local in [
+            "127.0.0.1:2181",
+            "localhost:2181,127.0.0.2:2182",
+            "[::1]:2181",
+            "tcp+tls://127.0.0.1:2182/dspans",
+            "localhost",
+        ] {
+            assert!(loopback_only(local), "{local}");
+        }
+        for remote in [
+            "zk1:2181",
+            "127.0.0.1:2181,10.0.0.5:2181",
+            "[2001:db8::1]:2181",
+            "tcp://192.0.2.1:2181",
+        ] {
+            assert!(!loopback_only(remote), "{remote}");
+        }
     }
 }

@@ -8,13 +8,10 @@ use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
-use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tonic::codec::CompressionEncoding;
-use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 
-use super::sink::{span_count, TraceSink};
+use super::sink::{span_count, SinkError, TraceSink};
 
 struct Service {
     sink: Arc<dyn TraceSink>,
@@ -28,37 +25,27 @@ impl TraceService for Service {
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
         let request = request.into_inner();
         tracing::debug!(spans = span_count(&request), "gRPC trace export received");
-        self.sink
-            .accept(request)
-            .map_err(|e| Status::unavailable(e.to_string()))?;
+        if let Some(reason) = super::invalid(&request) {
+            return Err(Status::invalid_argument(reason));
+        }
+        self.sink.accept(request).map_err(|e| match e {
+            SinkError::Unavailable(m) => Status::unavailable(m),
+            SinkError::Invalid(m) => Status::invalid_argument(m),
+        })?;
         Ok(Response::new(ExportTraceServiceResponse {
             partial_success: None,
         }))
     }
 }
 
-/// Serves gRPC on `listener` until `shutdown` turns true.
-pub(crate) async fn serve(
-    listener: TcpListener,
-    tls: Option<(Vec<u8>, Vec<u8>)>,
-    sink: Arc<dyn TraceSink>,
-    max_request_bytes: usize,
-    mut shutdown: watch::Receiver<bool>,
-) -> Result<(), tonic::transport::Error> {
+/// The gRPC router: `TraceService`, gzip either way, requests up to
+/// `max_request_bytes` after decompression.
+pub(crate) fn router(sink: Arc<dyn TraceSink>, max_request_bytes: usize) -> axum::Router {
     let service = TraceServiceServer::new(Service { sink })
         .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip)
         .max_decoding_message_size(max_request_bytes);
-    let mut server = tonic::transport::Server::builder();
-    if let Some((cert, key)) = tls {
-        let identity = tonic::transport::Identity::from_pem(cert, key);
-        crate::tls::ensure_crypto_provider();
-        server = server.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))?;
-    }
-    server
-        .add_service(service)
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener), async move {
-            let _ = shutdown.wait_for(|stop| *stop).await;
-        })
-        .await
+    tonic::service::Routes::new(service)
+        .prepare()
+        .into_axum_router()
 }

@@ -4,6 +4,8 @@
 use std::io::Read;
 use std::sync::Arc;
 
+use super::sink::{span_count, SinkError, TraceSink};
+use crate::options::TRACES_PATH;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -14,11 +16,6 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use prost::Message;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
-
-use super::sink::{span_count, TraceSink};
-use crate::options::TRACES_PATH;
 
 #[derive(Clone)]
 struct AppState {
@@ -126,7 +123,7 @@ fn decode(
                 format!("invalid OTLP protobuf: {e}"),
             )
         })?,
-        Body::Json => serde_json::from_slice(body)
+        Body::Json => crate::jsonl::from_json_slice(body)
             .map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid OTLP JSON: {e}")))?,
     };
     Ok((kind, request))
@@ -138,8 +135,15 @@ async fn traces(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
         Err(refusal) => return refusal.into_response(),
     };
     tracing::debug!(spans = span_count(&request), "HTTP trace export received");
-    if let Err(e) = state.sink.accept(request) {
-        return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response();
+    if let Some(reason) = super::invalid(&request) {
+        return error(StatusCode::BAD_REQUEST, reason).into_response();
+    }
+    match state.sink.accept(request) {
+        Ok(()) => {}
+        Err(SinkError::Unavailable(m)) => {
+            return error(StatusCode::SERVICE_UNAVAILABLE, m).into_response()
+        }
+        Err(SinkError::Invalid(m)) => return error(StatusCode::BAD_REQUEST, m).into_response(),
     }
     let response = ExportTraceServiceResponse {
         partial_success: None,
@@ -158,23 +162,14 @@ async fn traces(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
     }
 }
 
-/// Serves HTTP on `listener` until `shutdown` turns true.
-pub(crate) async fn serve(
-    listener: TcpListener,
-    sink: Arc<dyn TraceSink>,
-    max_request_bytes: usize,
-    mut shutdown: watch::Receiver<bool>,
-) -> std::io::Result<()> {
-    let app = Router::new()
+/// The HTTP router: `POST /v1/traces`, bodies up to `max_request_bytes`
+/// on the wire and after decompression.
+pub(crate) fn router(sink: Arc<dyn TraceSink>, max_request_bytes: usize) -> Router {
+    Router::new()
         .route(TRACES_PATH, post(traces))
         .layer(DefaultBodyLimit::max(max_request_bytes))
         .with_state(AppState {
             sink,
             max_request_bytes,
-        });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = shutdown.wait_for(|stop| *stop).await;
         })
-        .await
 }

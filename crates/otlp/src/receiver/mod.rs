@@ -2,6 +2,15 @@
 //! (`POST /v1/traces`, protobuf or JSON, optionally gzip), handing every
 //! request to a [`TraceSink`].
 //!
+//! Requests over the size limit get `RESOURCE_EXHAUSTED` / 413, attribute
+//! values nested deeper than [`MAX_VALUE_DEPTH`] `INVALID_ARGUMENT` / 400.
+//! Connections have time limits ([`Timeouts`]); a failure to accept one
+//! (out of file descriptors) is logged as an error and accepting pauses
+//! briefly. Both protocols can be served over TLS
+//! ([`ReceiverBuilder::tls_pem`]) and require a bearer token
+//! ([`ReceiverBuilder::bearer_token`]); listening beyond loopback without a
+//! token is warned about.
+//!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! use dspans_otlp::receiver::{MemorySink, Receiver};
@@ -18,19 +27,24 @@
 //! # });
 //! ```
 
+mod builder;
 mod dedupe;
 mod grpc;
+mod guard;
 mod http;
+mod serve;
 mod sink;
+mod tls;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub use crate::values::MAX_VALUE_DEPTH;
+pub use builder::{Receiver, ReceiverBuilder};
 pub use dedupe::Dedupe;
 pub use sink::{
     span_count, spans_of, JsonLinesSink, MemorySink, SinkError, TraceSink, WaitTimeout,
@@ -44,6 +58,57 @@ pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:4318";
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
 /// How long [`RunningReceiver::shutdown`] lets open connections finish.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Time limits of the receiver's connections, so that slow or silent
+/// clients cannot hold connections (and memory) for long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// An HTTP/1 request's headers, and a kept-alive connection's next
+    /// request, must arrive within this; a TLS handshake must end within
+    /// it. Default 10 s.
+    pub header: Duration,
+    /// A request must arrive whole (body included) and be answered within
+    /// this, else it gets HTTP 408 / gRPC `DEADLINE_EXCEEDED`. Default 30 s.
+    pub request: Duration,
+    /// A connection with no request under way for this long (one that never
+    /// sends any included) is closed; HTTP/2 ones with a GOAWAY. Default 60 s.
+    pub idle: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            header: Duration::from_secs(10),
+            request: Duration::from_secs(30),
+            idle: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The two OTLP transports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    Grpc,
+    Http,
+}
+
+impl Protocol {
+    fn name(self) -> &'static str {
+        match self {
+            Protocol::Grpc => "grpc",
+            Protocol::Http => "http",
+        }
+    }
+}
+
+/// Why a decoded request is refused before any sink sees it: an attribute
+/// value nested deeper than [`MAX_VALUE_DEPTH`].
+fn invalid(request: &ExportTraceServiceRequest) -> Option<String> {
+    let depth = crate::values::max_value_depth(request);
+    (depth > MAX_VALUE_DEPTH).then(|| {
+        format!("an attribute value is nested {depth} deep; at most {MAX_VALUE_DEPTH} is accepted")
+    })
+}
 
 /// Receiver failures.
 #[derive(Debug, thiserror::Error)]
@@ -61,10 +126,10 @@ pub enum ReceiverError {
         /// The cause.
         source: std::io::Error,
     },
-    /// The gRPC TLS certificate or key is unusable.
-    #[error("invalid gRPC TLS {what}: {reason}")]
+    /// A TLS certificate or key is unusable.
+    #[error("invalid TLS {what}: {reason}")]
     Tls {
-        /// `certificate` or `key`.
+        /// `certificate`, `key` or `configuration`.
         what: &'static str,
         /// Why it was refused.
         reason: String,
@@ -77,159 +142,6 @@ pub enum ReceiverError {
         /// What happened.
         message: String,
     },
-}
-
-/// Entry point: [`Receiver::builder`].
-#[derive(Debug)]
-pub struct Receiver;
-
-impl Receiver {
-    /// A builder with no listener and [`DEFAULT_MAX_REQUEST_BYTES`].
-    pub fn builder() -> ReceiverBuilder {
-        ReceiverBuilder::default()
-    }
-}
-
-/// Configures and starts a receiver.
-#[derive(Debug, Clone)]
-pub struct ReceiverBuilder {
-    grpc: Option<SocketAddr>,
-    grpc_tls: Option<(Vec<u8>, Vec<u8>)>,
-    http: Option<SocketAddr>,
-    max_request_bytes: usize,
-}
-
-impl Default for ReceiverBuilder {
-    fn default() -> Self {
-        Self {
-            grpc: None,
-            grpc_tls: None,
-            http: None,
-            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
-        }
-    }
-}
-
-impl ReceiverBuilder {
-    /// Serve OTLP/gRPC on `addr` (port 0 picks a free port).
-    pub fn grpc(mut self, addr: SocketAddr) -> Self {
-        self.grpc = Some(addr);
-        self
-    }
-
-    /// Serve gRPC over TLS with this PEM certificate chain and key.
-    pub fn grpc_tls_pem(
-        mut self,
-        cert_pem: impl Into<Vec<u8>>,
-        key_pem: impl Into<Vec<u8>>,
-    ) -> Self {
-        self.grpc_tls = Some((cert_pem.into(), key_pem.into()));
-        self
-    }
-
-    /// Serve OTLP/HTTP on `addr` (port 0 picks a free port).
-    pub fn http(mut self, addr: SocketAddr) -> Self {
-        self.http = Some(addr);
-        self
-    }
-
-    /// Largest accepted request, after decompression; larger ones get
-    /// `RESOURCE_EXHAUSTED` / HTTP 413.
-    pub fn max_request_bytes(mut self, n: usize) -> Self {
-        self.max_request_bytes = n;
-        self
-    }
-
-    /// Binds the listeners and serves until [`RunningReceiver::shutdown`]
-    /// (or drop). Must be called within a tokio runtime.
-    pub async fn start<S: TraceSink>(self, sink: S) -> Result<RunningReceiver, ReceiverError> {
-        if self.grpc.is_none() && self.http.is_none() {
-            return Err(ReceiverError::NoListener);
-        }
-        if let Some((cert, key)) = &self.grpc_tls {
-            check_tls_pem(cert, key)?;
-        }
-        let bind = |protocol, addr| async move {
-            TcpListener::bind(addr)
-                .await
-                .and_then(|l| l.local_addr().map(|a| (l, a)))
-                .map_err(|source| ReceiverError::Bind {
-                    protocol,
-                    addr,
-                    source,
-                })
-        };
-        // Bind both before serving, so a failure leaves nothing running.
-        let grpc = match self.grpc {
-            Some(addr) => Some(bind("grpc", addr).await?),
-            None => None,
-        };
-        let http = match self.http {
-            Some(addr) => Some(bind("http", addr).await?),
-            None => None,
-        };
-        let sink: Arc<dyn TraceSink> = Arc::new(sink);
-        let (stop, stopped) = watch::channel(false);
-        let max = self.max_request_bytes;
-        let mut tasks = Vec::new();
-        let mut grpc_addr = None;
-        let mut http_addr = None;
-        if let Some((listener, addr)) = grpc {
-            tracing::info!(%addr, "OTLP/gRPC receiver listening");
-            grpc_addr = Some(addr);
-            let (sink, stopped) = (Arc::clone(&sink), stopped.clone());
-            let tls = self.grpc_tls.clone();
-            tasks.push(tokio::spawn(async move {
-                grpc::serve(listener, tls, sink, max, stopped)
-                    .await
-                    .map_err(|e| ReceiverError::Serve {
-                        protocol: "grpc",
-                        message: e.to_string(),
-                    })
-            }));
-        }
-        if let Some((listener, addr)) = http {
-            tracing::info!(%addr, "OTLP/HTTP receiver listening");
-            http_addr = Some(addr);
-            tasks.push(tokio::spawn(async move {
-                http::serve(listener, sink, max, stopped)
-                    .await
-                    .map_err(|e| ReceiverError::Serve {
-                        protocol: "http",
-                        message: e.to_string(),
-                    })
-            }));
-        }
-        Ok(RunningReceiver {
-            grpc_addr,
-            http_addr,
-            stop,
-            tasks,
-        })
-    }
-}
-
-/// Refuses a certificate/key pair rustls could not load.
-fn check_tls_pem(cert: &[u8], key: &[u8]) -> Result<(), ReceiverError> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let certs = CertificateDer::pem_slice_iter(cert)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| ReceiverError::Tls {
-            what: "certificate",
-            reason: e.to_string(),
-        })?;
-    if certs.is_empty() {
-        return Err(ReceiverError::Tls {
-            what: "certificate",
-            reason: "no PEM certificate found".into(),
-        });
-    }
-    PrivateKeyDer::from_pem_slice(key).map_err(|e| ReceiverError::Tls {
-        what: "key",
-        reason: e.to_string(),
-    })?;
-    Ok(())
 }
 
 /// A started receiver. Dropping it stops the servers too (without waiting).

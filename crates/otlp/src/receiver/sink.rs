@@ -10,11 +10,19 @@ use tokio::sync::{mpsc, watch};
 
 use crate::jsonl::JsonLinesWriter;
 
-/// A sink refused a request; the receiver answers "unavailable" (gRPC
-/// `UNAVAILABLE`, HTTP 503) so that the client may retry.
+/// A sink refused a request; the receiver answers with the protocol's
+/// matching error.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct SinkError(pub String);
+pub enum SinkError {
+    /// Not now (a file that cannot be written, a consumer gone): gRPC
+    /// `UNAVAILABLE`, HTTP 503, so that the client may retry.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Never (it could not be stored as it is): gRPC `INVALID_ARGUMENT`,
+    /// HTTP 400, so that the client drops it.
+    #[error("{0}")]
+    Invalid(String),
+}
 
 /// Receives every accepted `ExportTraceServiceRequest`, in arrival order
 /// per connection. Called on the receiver's async tasks: keep it quick.
@@ -32,7 +40,7 @@ impl<T: TraceSink> TraceSink for Arc<T> {
 impl TraceSink for mpsc::UnboundedSender<ExportTraceServiceRequest> {
     fn accept(&self, request: ExportTraceServiceRequest) -> Result<(), SinkError> {
         self.send(request)
-            .map_err(|_| SinkError("the request consumer has gone".into()))
+            .map_err(|_| SinkError::Unavailable("the request consumer has gone".into()))
     }
 }
 
@@ -148,24 +156,27 @@ impl TraceSink for MemorySink {
         let added = span_count(&request);
         self.requests
             .lock()
-            .map_err(|_| SinkError("memory sink lock poisoned".into()))?
+            .map_err(|_| SinkError::Unavailable("memory sink lock poisoned".into()))?
             .push(request);
         self.spans.send_modify(|c| *c += added);
         Ok(())
     }
 }
 
-/// Appends each request as one OTLP-JSON line to a file and flushes it.
+/// Appends each request as one OTLP-JSON line to a file and flushes it,
+/// as the file's only writer: a write that fails leaves no partial line
+/// ([`JsonLinesWriter`]).
 #[derive(Debug)]
 pub struct JsonLinesSink {
     writer: JsonLinesWriter,
 }
 
 impl JsonLinesSink {
-    /// Opens (appending) or creates `path`.
+    /// Opens (appending) or creates `path`; a partial last line left by an
+    /// interrupted writer is removed ([`JsonLinesWriter::open_sole_writer`]).
     pub fn open(path: impl AsRef<Path>) -> std::io::Result<Self> {
         Ok(Self {
-            writer: JsonLinesWriter::open(path)?,
+            writer: JsonLinesWriter::open_sole_writer(path)?,
         })
     }
 
@@ -178,8 +189,11 @@ impl JsonLinesSink {
 impl TraceSink for JsonLinesSink {
     fn accept(&self, request: ExportTraceServiceRequest) -> Result<(), SinkError> {
         self.writer.append(&request).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::InvalidInput {
+                return SinkError::Invalid(e.to_string());
+            }
             tracing::error!(path = %self.writer.path().display(), error = %e, "cannot append received spans");
-            SinkError(format!("cannot write {}: {e}", self.writer.path().display()))
+            SinkError::Unavailable(format!("cannot write {}: {e}", self.writer.path().display()))
         })
     }
 }

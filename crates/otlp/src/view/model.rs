@@ -10,7 +10,7 @@ use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::trace::v1::{span, status, Span};
 
 use super::ViewError;
-use crate::jsonl::{parse_json_lines, read_json_lines};
+use crate::jsonl::{parse_json_lines, scan_json_lines, LinesRead};
 
 /// Lower-case hex of some id bytes.
 pub fn hex(bytes: &[u8]) -> String {
@@ -389,6 +389,39 @@ pub struct Summary {
     pub duplicate_span_ids: usize,
 }
 
+/// Spans grouped by trace id, as requests come.
+#[derive(Default)]
+struct Groups(BTreeMap<String, Vec<ViewSpan>>);
+
+impl Groups {
+    fn add(&mut self, request: &ExportTraceServiceRequest) {
+        for rs in &request.resource_spans {
+            let resource = rs
+                .resource
+                .as_ref()
+                .map(|r| attrs(&r.attributes))
+                .unwrap_or_default();
+            for ss in &rs.scope_spans {
+                let scope = ss.scope.as_ref().map(|s| s.name.as_str()).unwrap_or("");
+                for s in &ss.spans {
+                    let v = ViewSpan::from_proto(s, &resource, scope);
+                    self.0.entry(v.trace_id.clone()).or_default().push(v);
+                }
+            }
+        }
+    }
+
+    fn finish(self) -> TraceSet {
+        let mut traces: Vec<Trace> = self
+            .0
+            .into_iter()
+            .map(|(id, spans)| Trace::build(id, spans))
+            .collect();
+        traces.sort_by(|a, b| (a.start_ns(), &a.trace_id).cmp(&(b.start_ns(), &b.trace_id)));
+        TraceSet { traces }
+    }
+}
+
 /// All traces of some OTLP requests, ordered by start time.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct TraceSet {
@@ -400,35 +433,30 @@ impl TraceSet {
     pub fn from_requests<'a>(
         requests: impl IntoIterator<Item = &'a ExportTraceServiceRequest>,
     ) -> TraceSet {
-        let mut groups: BTreeMap<String, Vec<ViewSpan>> = BTreeMap::new();
-        for rs in requests.into_iter().flat_map(|r| &r.resource_spans) {
-            let resource = rs
-                .resource
-                .as_ref()
-                .map(|r| attrs(&r.attributes))
-                .unwrap_or_default();
-            for ss in &rs.scope_spans {
-                let scope = ss.scope.as_ref().map(|s| s.name.as_str()).unwrap_or("");
-                for s in &ss.spans {
-                    let v = ViewSpan::from_proto(s, &resource, scope);
-                    groups.entry(v.trace_id.clone()).or_default().push(v);
-                }
-            }
+        let mut groups = Groups::default();
+        for request in requests {
+            groups.add(request);
         }
-        let mut traces: Vec<Trace> = groups
-            .into_iter()
-            .map(|(id, spans)| Trace::build(id, spans))
-            .collect();
-        traces.sort_by(|a, b| (a.start_ns(), &a.trace_id).cmp(&(b.start_ns(), &b.trace_id)));
-        TraceSet { traces }
+        groups.finish()
     }
 
-    /// Reads an OTLP-JSON lines file (a partial last line is ignored).
+    /// Reads an OTLP-JSON lines file one line at a time: a partial last line
+    /// is ignored, and a line that is not a request is skipped and logged
+    /// as a warning ([`scan_json_lines`]). See [`TraceSet::scan`] for the
+    /// count of skipped lines.
     pub fn read(path: impl AsRef<Path>) -> Result<TraceSet, ViewError> {
-        Ok(Self::from_requests(&read_json_lines(path)?))
+        Ok(Self::scan(path)?.0)
     }
 
-    /// [`TraceSet::read`] on text in memory.
+    /// [`TraceSet::read`], also telling what was read and skipped.
+    pub fn scan(path: impl AsRef<Path>) -> Result<(TraceSet, LinesRead), ViewError> {
+        let mut groups = Groups::default();
+        let read = scan_json_lines(path, |request| groups.add(&request))?;
+        Ok((groups.finish(), read))
+    }
+
+    /// Reads OTLP-JSON lines from text in memory; unlike [`TraceSet::read`]
+    /// it fails on the first complete line that is not a request.
     pub fn parse(text: &str) -> Result<TraceSet, ViewError> {
         Ok(Self::from_requests(&parse_json_lines(text)?))
     }

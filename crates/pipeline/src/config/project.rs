@@ -43,7 +43,7 @@ struct ProjectVisitor;
 impl<'de> Visitor<'de> for ProjectVisitor {
     type Value = ProjectConfig;
 
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a project table: name, optional repo, branch, queue, and <pipeline> = [jobs]")
     }
 
@@ -88,7 +88,7 @@ impl<'de> Deserialize<'de> for JobList {
         struct ListVisitor;
         impl<'de> Visitor<'de> for ListVisitor {
             type Value = JobList;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str(
                     "a list of job names (a project key other than name, repo, branch \
                      and queue names a pipeline)",

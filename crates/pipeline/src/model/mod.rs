@@ -1,5 +1,5 @@
 //! The objects the pipeline keeps in the store, as JSON, each carrying its
-//! span data as DESIGN.md's table says:
+//! span data as docs/spans.md's table of stored objects says:
 //!
 //! | object | span data | store path ([`crate::layout`]) |
 //! |---|---|---|
@@ -202,6 +202,9 @@ result_enum! {
         Skipped = "SKIPPED" => "skip",
         /// The executor could not run the command at all.
         Error = "ERROR" => "error",
+        /// The executor's config has no job of the requested name, so
+        /// nothing was run.
+        ConfigError = "CONFIG_ERROR" => "error",
     }
 }
 

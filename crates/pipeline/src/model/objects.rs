@@ -192,16 +192,17 @@ pub struct Build {
 
 /// An executor queue entry. The executor's `JobExecution` span is a remote
 /// child of `span_context` (the `Build` span's context).
+///
+/// It names its job and carries no command: an executor runs the `run` and
+/// `timeout_s` of the job of that name in its own config, so whoever can
+/// write the store cannot make executors run anything else. Keys written
+/// by older versions (`run`, `timeout_s`) are ignored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BuildRequest {
     /// Uuid of the build.
     pub build_uuid: String,
-    /// Job name.
+    /// Job name: the `[[job]]` of the executor's config to run.
     pub job: String,
-    /// Shell command, copied from the job's config when requested.
-    pub run: String,
-    /// Timeout in seconds, copied from the job's config.
-    pub timeout_s: u64,
     /// Pipeline name (its result queue gets the result event).
     pub pipeline: String,
     /// The change under test.

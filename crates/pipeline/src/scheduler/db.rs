@@ -16,6 +16,9 @@ pub enum StepError {
     /// A stored object could not be read or written.
     #[error(transparent)]
     Model(#[from] ModelError),
+    /// The span ledger could not write a transaction.
+    #[error(transparent)]
+    Ledger(#[from] dspans_ledger::LedgerError),
 }
 
 /// An object as read, with the version its next write must expect.
@@ -201,7 +204,7 @@ mod tests {
     /// same file, and an empty queue object at `/q`.
     async fn stores(dir: &tempfile::TempDir) -> (Arc<CountingStore>, Arc<dyn Store>) {
         let config = StoreConfig::sqlite(dir.path().join("store.db"));
-        let mine = SqliteStore::open(&config).await.unwrap();
+        let mine = SqliteStore::create(&config).await.unwrap();
         let other = SqliteStore::open(&config).await.unwrap();
         other
             .create("/q", &queue(&[]).to_json().unwrap(), CreateMode::Persistent)

@@ -212,10 +212,10 @@ async fn merged(
     let requests = JobQueue::new(s.store.clone(), s.layout.executor_queue());
     let mut ops = Vec::new();
     for job_name in buildset.value.jobs.clone() {
-        let Some(job) = s.config.job(&job_name) else {
+        if s.config.job(&job_name).is_none() {
             tracing::error!(job = %job_name, "job vanished from the config; skipped");
             continue;
-        };
+        }
         let execute_time = Timestamp::now();
         let span = spans::start_child(
             &s.tracer,
@@ -246,8 +246,6 @@ async fn merged(
         let request = BuildRequest {
             build_uuid: build.uuid.clone(),
             job: job_name.clone(),
-            run: job.run.clone(),
-            timeout_s: job.timeout_s,
             pipeline: pipeline.to_string(),
             change: item.value.change.clone(),
             buildset_uuid: buildset.value.uuid.clone(),

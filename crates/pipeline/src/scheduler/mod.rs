@@ -12,8 +12,8 @@
 //! `Merge` span in the merge request. Each is also recorded as open in the
 //! span ledger (`dspans_ledger`) by the transaction that writes its owner,
 //! and ended by the transaction (a compare-and-set) that records its end:
-//! that transaction moves it to the ledger's outbox, from which exporters
-//! send it. Two schedulers never both end a span, and a scheduler killed
+//! that transaction moves it to the ledger's outbox, from which outbox
+//! senders send it. Two schedulers never both end a span, and a scheduler killed
 //! after the write loses nothing.
 //!
 //! Executors that die leave their request claimed but unlocked; the
@@ -94,10 +94,10 @@ impl Scheduler {
         self
     }
 
-    /// Uses this span ledger (one with an `OutboxExporter` attached, so the
-    /// spans this scheduler ends go straight to it). Without one, ended spans
-    /// wait in the outbox for any process's exporter to sweep them. Give it
-    /// after [`with_layout`](Self::with_layout).
+    /// Uses this span ledger (one with a `Handoff` to this process's
+    /// `OutboxSender`, so the spans this scheduler ends go straight to it).
+    /// Without one, ended spans wait unassigned for any process's sender to
+    /// claim them. Give it after [`with_layout`](Self::with_layout).
     pub fn with_ledger(mut self, ledger: Ledger) -> Scheduler {
         self.ledger = ledger;
         self

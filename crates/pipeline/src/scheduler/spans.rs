@@ -1,5 +1,5 @@
 //! The scheduler's spans: which are saved, their parents, links and the
-//! attributes they end with (DESIGN.md's span catalogue).
+//! attributes they end with (the span catalogue in docs/spans.md).
 
 use durable_spans::{
     DurableTracer, EndOptions, FinishedSpan, SavedSpanOptions, SpanContext, SpanInfo, Timestamp,

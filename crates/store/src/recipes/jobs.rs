@@ -544,7 +544,7 @@ mod tests {
 
     async fn store(dir: &tempfile::TempDir) -> Arc<dyn Store> {
         let config = StoreConfig::sqlite(dir.path().join("store.db"));
-        Arc::new(SqliteStore::open(&config).await.expect("open sqlite"))
+        Arc::new(SqliteStore::create(&config).await.expect("create sqlite"))
     }
 
     #[tokio::test]

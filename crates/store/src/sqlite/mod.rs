@@ -1,6 +1,9 @@
 //! Embedded SQLite backend: one database file shared by the processes of
 //! one machine.
 //!
+//! - The file is created only on purpose ([`SqliteStore::init`], `dspans
+//!   store init`), mode 0600 by default; opening a missing, empty or
+//!   foreign file is [`StoreError::NotAStore`].
 //! - The file is in WAL mode with a busy timeout, so readers never block
 //!   writers and concurrent writers queue up. Writes use `BEGIN IMMEDIATE`.
 //! - Nodes are rows of `nodes` with ZooKeeper's metadata (version, cversion,
@@ -12,12 +15,17 @@
 //!   its own lease gone or late reports [`SessionState::Expired`].
 //! - Each write bumps a change counter; the background thread polls it every
 //!   `poll_interval_ms` and re-reads the watched nodes when it moved.
+//! - A corrupt file, or a database file or write-ahead log replaced or
+//!   removed while open (checked on each heartbeat), fails the store:
+//!   [`SessionState::Failed`], and [`StoreError::Fatal`] from then on.
 
+mod background;
+mod conn;
+mod file;
 mod ops;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -31,23 +39,38 @@ use crate::store::Store;
 use crate::types::{
     CreateMode, EventKind, Node, Op, OpResult, SessionState, Stat, Watch, WatchEvent,
 };
+use crate::Initialized;
+use file::FileIds;
 
-/// The SQLite implementation of [`Store`]. Build it with [`crate::open`] or
-/// [`SqliteStore::open`].
+/// The SQLite implementation of [`Store`]. Create the file with
+/// [`SqliteStore::init`] (or [`SqliteStore::create`]), then open it with
+/// [`SqliteStore::open`] or [`crate::open`].
 #[derive(Debug)]
 pub struct SqliteStore {
     inner: Arc<Inner>,
-    stop: Mutex<Option<std::sync::mpsc::Sender<()>>>,
+    background: Mutex<Option<Background>>,
+}
+
+/// The store's background thread ([`background::run`]) and what stops it.
+#[derive(Debug)]
+struct Background {
+    /// Dropping it stops the thread.
+    stop: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
 }
 
 struct Inner {
     path: PathBuf,
+    /// The database file and write-ahead log opened, to notice their
+    /// replacement or removal.
+    files: FileIds,
     conn: Mutex<Connection>,
     lease: i64,
     timeout_ms: i64,
     poll: Duration,
-    busy_timeout: Duration,
     state: watch::Sender<SessionState>,
+    /// Why the store became unusable, once it did.
+    failure: OnceLock<StoreError>,
     watches: Mutex<Vec<WatchReg>>,
 }
 
@@ -57,6 +80,28 @@ impl std::fmt::Debug for Inner {
             .field("path", &self.path)
             .field("lease", &self.lease)
             .finish_non_exhaustive()
+    }
+}
+
+impl Inner {
+    /// Fails the store for good on a fatal error: records it (naming the
+    /// file), tells the owner ([`SessionState::Failed`]) and ends the
+    /// watches. Returns the recorded failure.
+    fn fail(&self, err: StoreError) -> StoreError {
+        let reason = match err.root_cause() {
+            StoreError::Fatal { reason, .. } => reason.clone(),
+            other => other.to_string(),
+        };
+        let failure = StoreError::Fatal {
+            path: self.path.display().to_string(),
+            reason,
+        };
+        if self.failure.set(failure.clone()).is_ok() {
+            tracing::error!(error = %failure, "sqlite store unusable; ending its session");
+            self.state.send_replace(SessionState::Failed);
+            end_watches(self);
+        }
+        self.failure.get().cloned().unwrap_or(failure)
     }
 }
 
@@ -71,129 +116,77 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn connect(path: &Path, busy_timeout: Duration) -> Result<Connection> {
-    let conn = Connection::open(path)
-        .map_err(|e| StoreError::sqlite(format!("cannot open {}: {e}", path.display())))?;
-    BUSY_TIMEOUT_MS.fetch_max(busy_timeout.as_millis() as u64, Ordering::Relaxed);
-    conn.busy_handler(Some(wait_while_busy))
-        .map_err(StoreError::sqlite)?;
-    // Every statement the backend runs stays prepared: parsing SQL took a
-    // tenth of the CPU time of a busy pipeline.
-    conn.set_prepared_statement_cache_capacity(64);
-    let deadline = std::time::Instant::now() + busy_timeout;
-    retry_busy(deadline, || conn.pragma_update(None, "journal_mode", "WAL"))
-        .map_err(StoreError::sqlite)?;
-    retry_busy(deadline, || {
-        conn.pragma_update(None, "synchronous", "NORMAL")
-    })
-    .map_err(StoreError::sqlite)?;
-    Ok(conn)
-}
-
-/// The longest busy timeout of the stores this process opened: the busy
-/// handler is a plain function, so it reads the limit from here.
-static BUSY_TIMEOUT_MS: AtomicU64 = AtomicU64::new(0);
-
-/// SQLite's busy handler, called while another connection holds the write
-/// lock (`attempt` counts the calls of one wait). Write transactions here
-/// last well under a millisecond, so it first waits in 50 µs steps (SQLite's
-/// own handler sleeps 1, 2, 5, 10 ms..., making every contended write pay
-/// milliseconds), then in 1 ms steps, and gives up at the busy timeout.
-fn wait_while_busy(attempt: i32) -> bool {
-    const SHORT_US: u64 = 50;
-    const SHORT_STEPS: u64 = 40;
-    const LONG_US: u64 = 1_000;
-    let attempt = u64::try_from(attempt).unwrap_or(0);
-    let (waited_us, step_us) = if attempt < SHORT_STEPS {
-        (attempt * SHORT_US, SHORT_US)
-    } else {
-        (
-            SHORT_STEPS * SHORT_US + (attempt - SHORT_STEPS) * LONG_US,
-            LONG_US,
-        )
-    };
-    if waited_us
-        >= BUSY_TIMEOUT_MS
-            .load(Ordering::Relaxed)
-            .saturating_mul(1_000)
-    {
-        return false;
-    }
-    std::thread::sleep(Duration::from_micros(step_us));
-    true
-}
-
-/// Retries `f` while SQLite answers "busy" until `deadline`.
-///
-/// Switching to WAL and creating the schema need locks that SQLite may
-/// refuse at once, without calling the busy handler (for example while
-/// another process opening the same file recovers its WAL), so several
-/// processes starting together would otherwise fail to open the store.
-fn retry_busy<T>(
-    deadline: std::time::Instant,
-    mut f: impl FnMut() -> rusqlite::Result<T>,
-) -> rusqlite::Result<T> {
-    let mut pause = Duration::from_millis(1);
-    loop {
-        match f() {
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if matches!(
-                    e.code,
-                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
-                ) && std::time::Instant::now() < deadline =>
-            {
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_millis(50));
-            }
-            result => return result,
-        }
+/// A fatal error met while opening, naming the file.
+fn name_file(err: StoreError, path: &Path) -> StoreError {
+    match err.root_cause() {
+        StoreError::Fatal { reason, .. } => StoreError::Fatal {
+            path: path.display().to_string(),
+            reason: reason.clone(),
+        },
+        _ => err,
     }
 }
 
 impl SqliteStore {
-    /// Opens (creating when missing) the database file of `config.path` and
-    /// starts a session.
+    /// Creates the store's file at `config.path` unless it exists (mode
+    /// `config.file_mode`, 0600 by default, in a directory created 0700
+    /// when missing). A file that exists is left as it is when it is a
+    /// store ([`Initialized::Existing`]) and refused with
+    /// [`StoreError::NotAStore`] when it is empty or something else.
+    pub async fn init(config: &StoreConfig) -> Result<Initialized> {
+        config.validate()?;
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || file::init(&config))
+            .await
+            .map_err(|e| StoreError::sqlite(format!("worker failed: {e}")))?
+    }
+
+    /// [`SqliteStore::init`], then [`SqliteStore::open`].
+    pub async fn create(config: &StoreConfig) -> Result<SqliteStore> {
+        Self::init(config).await?;
+        Self::open(config).await
+    }
+
+    /// Opens the existing store of `config.path` and starts a session. A
+    /// missing, empty or foreign file is [`StoreError::NotAStore`] naming
+    /// it: nothing is created or changed then.
     pub async fn open(config: &StoreConfig) -> Result<SqliteStore> {
         config.validate()?;
         let path = config.path.clone();
         let timeout_ms = config.session_timeout_ms.min(i64::MAX as u64) as i64;
         let poll = Duration::from_millis(config.poll_interval_ms);
         let busy_timeout = Duration::from_millis(config.busy_timeout_ms);
-        let (conn, lease) = tokio::task::spawn_blocking(move || -> Result<_> {
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|e| {
-                    StoreError::sqlite(format!("cannot create {}: {e}", dir.display()))
-                })?;
-            }
-            let mut conn = connect(&path, busy_timeout)?;
-            let deadline = std::time::Instant::now() + busy_timeout;
-            retry_busy(deadline, || conn.execute_batch(ops::SCHEMA)).map_err(StoreError::sqlite)?;
-            let lease = ops::new_lease(&mut conn, timeout_ms)?;
-            Ok((conn, lease))
+        let opened = tokio::task::spawn_blocking(move || {
+            open_file(&path, busy_timeout, timeout_ms).map_err(|e| name_file(e, &path))
         })
         .await
         .map_err(|e| StoreError::sqlite(format!("worker failed: {e}")))??;
+        let lease = opened.lease;
         let (state, _) = watch::channel(SessionState::Connected);
         let inner = Arc::new(Inner {
             path: config.path.clone(),
-            conn: Mutex::new(conn),
+            files: opened.files,
+            conn: Mutex::new(opened.conn),
             lease,
             timeout_ms,
             poll,
-            busy_timeout,
             state,
+            failure: OnceLock::new(),
             watches: Mutex::new(Vec::new()),
         });
         let (stop_tx, stop_rx) = std::sync::mpsc::channel();
         let bg = inner.clone();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name(format!("dspans-sqlite-{lease}"))
-            .spawn(move || background(bg, stop_rx))
+            .spawn(move || background::run(bg, opened.background, stop_rx))
             .map_err(|e| StoreError::sqlite(format!("cannot start thread: {e}")))?;
         tracing::debug!(path = %config.path.display(), lease, "sqlite store opened");
         Ok(SqliteStore {
             inner,
-            stop: Mutex::new(Some(stop_tx)),
+            background: Mutex::new(Some(Background {
+                stop: stop_tx,
+                thread,
+            })),
         })
     }
 
@@ -207,16 +200,23 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&mut Connection, &Inner) -> Result<T> + Send + 'static,
     {
+        if let Some(failure) = self.inner.failure.get() {
+            return Err(failure.clone());
+        }
         if self.inner.state.borrow().is_terminal() {
             return Err(StoreError::SessionExpired);
         }
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
+        let result = tokio::task::spawn_blocking(move || {
             let mut conn = lock(&inner.conn);
             f(&mut conn, &inner)
         })
         .await
-        .map_err(|e| StoreError::sqlite(format!("worker failed: {e}")))?
+        .map_err(|e| StoreError::sqlite(format!("worker failed: {e}")))?;
+        match result {
+            Err(err) if err.is_fatal() => Err(self.inner.fail(err)),
+            other => other,
+        }
     }
 
     async fn add_watch(&self, path: &str, children: bool) -> Result<Watch> {
@@ -237,9 +237,10 @@ impl SqliteStore {
         Ok(watch)
     }
 
+    /// Ends the session without waiting for the background thread.
     fn end_session(&self, state: SessionState) -> Result<()> {
-        if let Some(stop) = lock(&self.stop).take() {
-            drop(stop);
+        if let Some(background) = lock(&self.background).take() {
+            drop(background.stop);
         }
         finish(&self.inner, state)
     }
@@ -260,6 +261,57 @@ fn finish(inner: &Inner, state: SessionState) -> Result<()> {
     dropped
 }
 
+/// Opens the store's existing file: checks that it is a store before
+/// anything is written to it, brings its tables up to date (stores made
+/// by older versions), and starts a session.
+/// Returns the connection of the store's requests, the background
+/// thread's, the session's lease and the files opened.
+fn open_file(path: &Path, busy_timeout: Duration, timeout_ms: i64) -> Result<Opened> {
+    let missing = |e: StoreError| match e {
+        StoreError::NotAStore { path, .. } if !Path::new(&path).exists() => StoreError::NotAStore {
+            path,
+            reason: "the file does not exist; create the store with `dspans store init`".into(),
+        },
+        other => other,
+    };
+    let before = FileIds::of_db(path).map_err(missing)?;
+    let mut conn = conn::open_existing(path)?;
+    let deadline = Instant::now() + busy_timeout;
+    file::check_store(&conn, path, deadline)?;
+    let after = FileIds::of_db(path)?;
+    if !before.same_db(&after) {
+        return Err(StoreError::NotAStore {
+            path: path.display().to_string(),
+            reason: "the file was replaced while it was being opened".into(),
+        });
+    }
+    conn::configure(&conn, busy_timeout)?;
+    conn::retry_busy(deadline, || conn.execute_batch(ops::SCHEMA)).map_err(conn::db)?;
+    let background = conn::open_existing(path)?;
+    conn::configure(&background, busy_timeout)?;
+    if !after.same_db(&FileIds::of_db(path)?) {
+        return Err(StoreError::NotAStore {
+            path: path.display().to_string(),
+            reason: "the file was replaced while it was being opened".into(),
+        });
+    }
+    let lease = ops::new_lease(&mut conn, timeout_ms)?;
+    Ok(Opened {
+        conn,
+        background,
+        lease,
+        files: after.with_wal(),
+    })
+}
+
+/// What [`open_file`] opened.
+struct Opened {
+    conn: Connection,
+    background: Connection,
+    lease: i64,
+    files: FileIds,
+}
+
 fn end_watches(inner: &Inner) {
     for reg in lock(&inner.watches).drain(..) {
         let _ = reg.tx.try_send(WatchEvent {
@@ -277,129 +329,6 @@ impl Drop for SqliteStore {
     }
 }
 
-/// Heartbeat, lease reaping and change polling, on a thread of its own with
-/// its own connection. Ends when the store is dropped or its session ends.
-fn background(inner: Arc<Inner>, stop: std::sync::mpsc::Receiver<()>) {
-    let mut conn = match connect(&inner.path, inner.busy_timeout) {
-        Ok(c) => c,
-        Err(err) => {
-            tracing::error!(error = %err, "sqlite background connection failed; session lost");
-            inner.state.send_replace(SessionState::Expired);
-            end_watches(&inner);
-            return;
-        }
-    };
-    let heartbeat_every = Duration::from_millis((inner.timeout_ms as u64 / 3).max(1));
-    let mut next_heartbeat = Instant::now() + heartbeat_every;
-    let mut last_counter = i64::MIN;
-    loop {
-        match stop.recv_timeout(inner.poll) {
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-            _ => return,
-        }
-        if inner.state.borrow().is_terminal() {
-            return;
-        }
-        if Instant::now() >= next_heartbeat {
-            match ops::heartbeat(&conn, inner.lease, inner.timeout_ms) {
-                Ok(true) => next_heartbeat = Instant::now() + heartbeat_every,
-                Ok(false) => {
-                    tracing::warn!(lease = inner.lease, "sqlite session expired");
-                    // Ephemeral nodes go first, so that whoever is told of the
-                    // expiry never sees them again.
-                    if let Err(err) =
-                        ops::write_tx(&mut conn, |tx, _| ops::drop_lease(tx, inner.lease))
-                    {
-                        tracing::warn!(error = %err, "dropping expired lease");
-                    }
-                    inner.state.send_replace(SessionState::Expired);
-                    end_watches(&inner);
-                    return;
-                }
-                Err(err) => tracing::warn!(error = %err, "sqlite heartbeat failed; retrying"),
-            }
-        }
-        if let Err(err) = reap(&mut conn, &inner) {
-            tracing::warn!(error = %err, "reaping expired sqlite leases");
-        }
-        match ops::change_counter(&conn) {
-            Ok(counter) if counter != last_counter => {
-                last_counter = counter;
-                if let Err(err) = notify(&conn, &inner) {
-                    tracing::warn!(error = %err, "sqlite change poll failed");
-                }
-            }
-            Ok(_) => {}
-            Err(err) => tracing::warn!(error = %err, "sqlite change poll failed"),
-        }
-    }
-}
-
-fn reap(conn: &mut Connection, inner: &Inner) -> Result<()> {
-    let expired = ops::expired_leases(conn)?;
-    for lease in expired.into_iter().filter(|l| *l != inner.lease) {
-        let n = ops::write_tx(conn, |tx, _| {
-            // Re-check inside the write transaction: another process may
-            // have reaped it already.
-            let still_expired: bool = tx
-                .query_row(
-                    "SELECT NOT EXISTS (SELECT 1 FROM leases WHERE id = ?1 AND expires_ms >= ?2)",
-                    rusqlite::params![lease, ops::now_ms()],
-                    |r| r.get(0),
-                )
-                .map_err(StoreError::sqlite)?;
-            if still_expired {
-                ops::drop_lease(tx, lease)
-            } else {
-                Ok(0)
-            }
-        })?;
-        tracing::info!(lease, ephemerals = n, "reaped expired sqlite session");
-    }
-    Ok(())
-}
-
-fn notify(conn: &Connection, inner: &Inner) -> Result<()> {
-    let mut watches = lock(&inner.watches);
-    let mut i = 0;
-    while i < watches.len() {
-        let reg = &mut watches[i];
-        if reg.tx.is_closed() {
-            watches.swap_remove(i);
-            continue;
-        }
-        let now = ops::probe(conn, &reg.path)?;
-        let mut events = Vec::new();
-        match (reg.last, now) {
-            (None, Some(_)) => events.push(EventKind::Created),
-            (Some(_), None) => events.push(EventKind::Deleted),
-            (Some(a), Some(b)) if a.0 != b.0 => {
-                events.push(EventKind::Deleted);
-                events.push(EventKind::Created);
-            }
-            (Some(a), Some(b)) => {
-                if reg.children && a.2 != b.2 {
-                    events.push(EventKind::ChildrenChanged);
-                }
-                if !reg.children && a.1 != b.1 {
-                    events.push(EventKind::DataChanged);
-                }
-            }
-            (None, None) => {}
-        }
-        reg.last = now;
-        for kind in events {
-            // A full buffer means the consumer has events to read already.
-            let _ = reg.tx.try_send(WatchEvent {
-                kind,
-                path: reg.path.clone(),
-            });
-        }
-        i += 1;
-    }
-    Ok(())
-}
-
 #[async_trait]
 impl Store for SqliteStore {
     fn backend(&self) -> &'static str {
@@ -412,6 +341,10 @@ impl Store for SqliteStore {
 
     fn session(&self) -> watch::Receiver<SessionState> {
         self.inner.state.subscribe()
+    }
+
+    fn failure(&self) -> Option<StoreError> {
+        self.inner.failure.get().cloned()
     }
 
     async fn create(&self, path: &str, data: &[u8], mode: CreateMode) -> Result<String> {
@@ -492,9 +425,14 @@ impl Store for SqliteStore {
 
     async fn close(&self) -> Result<()> {
         let inner = self.inner.clone();
-        let stop = lock(&self.stop).take();
+        let background = lock(&self.background).take();
         tokio::task::spawn_blocking(move || {
-            drop(stop);
+            // Once closed, the store's connections are done with the file:
+            // the thread's goes now, the other with the last handle.
+            if let Some(background) = background {
+                drop(background.stop);
+                let _ = background.thread.join();
+            }
             finish(&inner, SessionState::Closed)
         })
         .await

@@ -3,6 +3,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
+use super::conn::db;
 use crate::error::{Result, StoreError};
 use crate::path::{check_size, node_name, parent_path, sequence_suffix, validate_path};
 use crate::types::{CreateMode, Node, Op, OpResult, Stat};
@@ -42,10 +43,6 @@ pub(crate) fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
-}
-
-fn db(err: rusqlite::Error) -> StoreError {
-    StoreError::sqlite(err)
 }
 
 /// Runs `f` in an immediate (write) transaction with a fresh change id, and
