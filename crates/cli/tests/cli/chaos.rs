@@ -376,8 +376,9 @@ fn chaos_loses_and_duplicates_nothing(#[case] backend: Backend) {
     );
 }
 
-/// The collector is away for 30 s: items still complete meanwhile, their
-/// spans wait in the outbox and all arrive once it is back.
+/// The collector is away for 30 s: items enqueued and completed meanwhile
+/// have their spans, TriggerEvent included, wait in the outbox, and all
+/// arrive once it is back.
 #[test]
 fn a_collector_down_for_30_s_loses_nothing() {
     const ITEMS: u64 = 8;
@@ -387,12 +388,14 @@ fn a_collector_down_for_30_s_loses_nothing() {
     world.spawn("executor", "executor-1");
     world.spawn("executor", "executor-2");
     world.spawn("merger", "merger-1");
-    for change in 1..=ITEMS {
-        world.enqueue(change);
-    }
     world.stop_collector("KILL");
     let down = Instant::now();
     let before = world.reported();
+    // Enqueued with the collector away: each TriggerEvent span waits in
+    // the store with the spans of the pipeline.
+    for change in 1..=ITEMS {
+        world.enqueue(change);
+    }
     // The outage is the stimulus: 30 s without a collector.
     std::thread::sleep(Duration::from_secs(30));
     let during = world.reported();
@@ -423,6 +426,22 @@ fn a_collector_down_for_30_s_loses_nothing() {
     world.stop_collector("TERM");
     let (durable, all, orphaned) = check_nothing_lost(&world, ITEMS);
     assert!(all >= ordinary);
+    let spans = world.spans();
+    let events: HashSet<String> = spans
+        .iter()
+        .filter(|s| s.name == "TriggerEvent")
+        .map(|s| {
+            format!(
+                "{:?}",
+                attr(&s.attributes, "zuul_event_id").expect("zuul_event_id")
+            )
+        })
+        .collect();
+    assert_eq!(
+        events.len() as u64,
+        ITEMS,
+        "every TriggerEvent enqueued during the outage arrives once it is back"
+    );
     eprintln!(
         "collector outage: {:.0} s down, items {ITEMS} ({} reported during the outage), outbox peak >= {}, \
          spans {all} ({durable} durable), lost 0, orphaned {orphaned}, {:.1} s",

@@ -2,9 +2,12 @@
 
 use std::sync::Arc;
 
+use dspans_ledger::Ledger;
 use dspans_store::recipes::EventQueue;
 use dspans_store::{Op, Store};
-use durable_spans::{span_context_of, DurableTracer, SpanContext, Timestamp};
+use durable_spans::{
+    DurableTracer, EndOptions, SavedSpanOptions, SpanContext, SpanInfo, Timestamp,
+};
 use opentelemetry::trace::{Span as _, TraceContextExt as _, Tracer as _};
 use opentelemetry::{Context, KeyValue};
 
@@ -17,8 +20,13 @@ use crate::model::{
 use crate::Layout;
 
 /// Writes a trigger event asking to enqueue `change` into `pipeline`, under
-/// a `TriggerEvent` span (ended once the event is queued) whose context the
-/// event carries. Returns the event id (`zuul_event_id`).
+/// a `TriggerEvent` span whose context the event carries. Returns the event
+/// id (`zuul_event_id`).
+///
+/// The span ends in the same transaction that queues the event, through the
+/// span ledger: it waits in the store for any running component's outbox
+/// sender, so it is delivered once a collector answers, and enqueueing never
+/// waits for a collector.
 pub async fn enqueue(
     store: &Arc<dyn Store>,
     layout: &Layout,
@@ -27,20 +35,29 @@ pub async fn enqueue(
     change: ChangeRef,
 ) -> Result<String, StepError> {
     let zuul_event_id = new_uuid();
-    let mut span = tracer
-        .tracer()
-        .start_with_context("TriggerEvent", &Context::new());
+    let span = tracer
+        .start_saved_span(
+            "TriggerEvent",
+            SavedSpanOptions::new().parent(Context::new()),
+        )
+        .ok();
     let event = TriggerEvent {
         zuul_event_id: zuul_event_id.clone(),
         pipeline: pipeline.to_string(),
         change,
         timestamp: Timestamp::now(),
-        span_context: Some(span_context_of(&span)).filter(SpanContext::is_valid),
+        span_context: span
+            .as_ref()
+            .map(SpanInfo::span_context)
+            .filter(SpanContext::is_valid),
     };
     let queue = EventQueue::new(store.clone(), layout.trigger_events());
-    queue.put(&event.to_json()?).await?;
-    span.set_attribute(KeyValue::new("zuul_event_id", zuul_event_id.clone()));
-    span.end();
+    let put = queue.put_op(event.to_json()?).await?;
+    let ledger = Ledger::new(store.clone(), layout.spans());
+    let mut ends = ledger.ends();
+    let attributes = vec![KeyValue::new("zuul_event_id", zuul_event_id.clone())];
+    ends.push(tracer.finish_saved_span(span.as_ref(), EndOptions::new().attributes(attributes)));
+    ledger.commit(vec![put], ends).await?;
     Ok(zuul_event_id)
 }
 
