@@ -40,6 +40,7 @@ pub mod lenient_context;
 pub mod merger;
 pub mod model;
 pub mod process;
+pub mod quiet;
 pub mod scheduler;
 mod scratch;
 pub mod worker;

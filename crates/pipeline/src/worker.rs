@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::layout::Layout;
 use crate::model::{ModelError, ResultEvent, StoredObject};
 use crate::process::{self, Abort};
+use crate::quiet::{Repeats, Say, REPEAT_LOG_INTERVAL};
 use crate::scratch;
 
 /// How long work in hand may take to finish after shutdown is requested;
@@ -275,6 +276,7 @@ where
     let abort = Abort::new();
     let mut watch = None;
     let mut stale_locks_possible = false;
+    let mut failures = Repeats::new(REPEAT_LOG_INTERVAL);
     loop {
         if watch.is_none() {
             match queue.watch().await {
@@ -316,9 +318,17 @@ where
                 }
                 continue;
             }
-            Ok(None) => {}
+            Ok(None) => {
+                failures.recovered();
+            }
             Err(error) => {
-                tracing::warn!(worker = %name, %error, "cannot read the queue");
+                match failures.failed(&error.to_string()) {
+                    Say::First => tracing::warn!(worker = %name, %error, "cannot read the queue"),
+                    Say::Again { suppressed } => tracing::warn!(
+                        worker = %name, %error, repeated = suppressed, "still cannot read the queue"
+                    ),
+                    Say::Quiet => {}
+                }
                 watch = None;
                 stale_locks_possible = true;
             }

@@ -26,10 +26,10 @@ mod results;
 mod spans;
 mod trigger;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dspans_ledger::{Ledger, SpanEnds};
@@ -41,6 +41,7 @@ pub use db::StepError;
 use db::{ObjectCache, Versioned};
 pub use trigger::enqueue;
 
+use crate::quiet::{Repeats, Say, REPEAT_LOG_INTERVAL};
 use crate::{Config, Layout};
 
 /// How often a scheduler looks for new events and work. Events are small
@@ -64,6 +65,9 @@ pub struct Scheduler {
     cache: ObjectCache,
     /// A look for orphaned requests failed: it may have left a lock.
     requeue_failed: AtomicBool,
+    /// The current run of failures of each pipeline's step, so a step that
+    /// keeps failing is logged once per interval, not on every pass.
+    failures: Mutex<HashMap<String, Repeats>>,
 }
 
 impl Scheduler {
@@ -84,6 +88,7 @@ impl Scheduler {
             name: name.into(),
             cache: ObjectCache::default(),
             requeue_failed: AtomicBool::new(false),
+            failures: Mutex::default(),
         }
     }
 
@@ -163,10 +168,39 @@ impl Scheduler {
             self.requeue_orphans().await;
         }
         for pipeline in held.keys() {
-            if let Err(error) = self.process(pipeline).await {
-                tracing::warn!(scheduler = %self.name, %pipeline, %error, "pipeline step failed; retrying");
+            let result = self.process(pipeline).await;
+            if result.is_err() {
                 self.cache.clear();
             }
+            self.log_step(pipeline, result);
+        }
+    }
+
+    /// Logs a failed step once per run of identical failures (then a
+    /// summary every [`REPEAT_LOG_INTERVAL`]), and the recovery.
+    fn log_step(&self, pipeline: &str, result: Result<(), StepError>) {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let repeats = failures
+            .entry(pipeline.to_string())
+            .or_insert_with(|| Repeats::new(REPEAT_LOG_INTERVAL));
+        let error = match result {
+            Ok(()) => {
+                if let Some(failures) = repeats.recovered().filter(|n| *n > 1) {
+                    tracing::info!(scheduler = %self.name, %pipeline, failures, "pipeline step succeeded again");
+                }
+                return;
+            }
+            Err(error) => error,
+        };
+        match repeats.failed(&error.to_string()) {
+            Say::First => {
+                tracing::warn!(scheduler = %self.name, %pipeline, %error, "pipeline step failed; retrying")
+            }
+            Say::Again { suppressed } => tracing::warn!(
+                scheduler = %self.name, %pipeline, %error, repeated = suppressed,
+                "pipeline step still failing; retrying"
+            ),
+            Say::Quiet => {}
         }
     }
 

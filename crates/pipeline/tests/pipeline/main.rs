@@ -10,5 +10,6 @@ mod executor;
 mod layout;
 mod merger;
 mod model;
+mod quiet;
 mod scheduler;
 mod support;
