@@ -255,6 +255,17 @@ impl Layout {
         format!("{}/{}", self.reports(pipeline), encode_name(item))
     }
 
+    /// Parent of a pipeline's set-aside objects.
+    pub fn set_aside_items(&self, pipeline: &str) -> String {
+        self.under(&["pipelines", &encode_name(pipeline), "set-aside"])
+    }
+
+    /// Where an item that could not be read is kept for inspection: the
+    /// undecodable object's path, the error and its text.
+    pub fn set_aside(&self, pipeline: &str, item: &str) -> String {
+        format!("{}/{}", self.set_aside_items(pipeline), encode_name(item))
+    }
+
     /// The executors' request queue: a `JobQueue` root holding
     /// `BuildRequest`s.
     pub fn executor_queue(&self) -> String {

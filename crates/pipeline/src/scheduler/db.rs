@@ -16,6 +16,15 @@ pub enum StepError {
     /// A stored object could not be read or written.
     #[error(transparent)]
     Model(#[from] ModelError),
+    /// The object at `path` does not decode.
+    #[error("{path}: {source}")]
+    Undecodable {
+        /// The object's path.
+        path: String,
+        /// Why it does not decode.
+        #[source]
+        source: ModelError,
+    },
     /// The span ledger could not write a transaction.
     #[error(transparent)]
     Ledger(#[from] dspans_ledger::LedgerError),
@@ -91,8 +100,12 @@ impl ObjectCache {
                 entry
             }
         };
+        let value = T::from_json(&data).map_err(|source| StepError::Undecodable {
+            path: path.to_string(),
+            source,
+        })?;
         Ok(Some(Versioned {
-            value: T::from_json(&data)?,
+            value,
             version,
             path: path.to_string(),
         }))

@@ -6,6 +6,7 @@ use dspans_store::StoreError;
 use durable_spans::Timestamp;
 
 use super::db::{create_op, delete_tree_ops, dir_op, StepError, Versioned};
+use super::set_aside::{owning_item, set_aside_item};
 use super::{spans, trigger::new_buildset, Scheduler};
 use crate::config::Manager;
 use crate::layout::decode_name;
@@ -65,45 +66,16 @@ async fn manage_queue(
         let Some(position) = queue.value.items.iter().position(|u| u == uuid) else {
             continue;
         };
-        let Some(item) = s.read::<QueueItem>(&s.layout.item(pipeline, uuid)).await? else {
-            tracing::warn!(%pipeline, item = %uuid, "queue names a missing item; removing it");
-            queue.value.items.retain(|u| u != uuid);
-            s.write(&[queue.set_op()?]).await?;
-            dequeued(&mut queue);
-            budget -= 1;
-            continue;
-        };
-        let buildset_path = s
-            .layout
-            .buildset(pipeline, uuid, &item.value.current_buildset);
-        let Some(buildset) = s.read::<BuildSet>(&buildset_path).await? else {
-            tracing::warn!(%pipeline, item = %uuid, "item has no current build set");
-            continue;
-        };
-        let changed = match buildset.value.state {
-            BuildSetState::New => {
-                request_merge(s, &queue.value, position, &item, buildset, dependent).await?
+        let changed = match manage_item(s, &mut queue, pipeline, uuid, position, dependent).await {
+            Ok(changed) => changed,
+            Err(StepError::Undecodable { path, source }) => {
+                let Some(owner) = owning_item(s, &queue.value, pipeline, &path) else {
+                    return Err(StepError::Undecodable { path, source });
+                };
+                set_aside_item(s, &mut queue, pipeline, &owner, &path, &source).await?;
+                true
             }
-            BuildSetState::Merging => merged(s, &item, buildset).await?,
-            BuildSetState::Building => builds_done(s, &item, buildset).await?,
-            BuildSetState::Completed => {
-                let result = buildset.value.result.unwrap_or(ItemResult::Error);
-                // In a gate, items behind a failing item are retested
-                // without it at once; the failing item itself is reported
-                // only at the head, since a failure ahead of it could be
-                // the cause (it would then be reset and retested).
-                let reset = dependent
-                    && !result.is_success()
-                    && reset_items_behind(s, &queue.value, position).await?;
-                if !reset && (!dependent || position == 0) {
-                    report_and_dequeue(s, &queue, item, buildset, result).await?;
-                    queue.value.items.retain(|u| u != uuid);
-                    dequeued(&mut queue);
-                    true
-                } else {
-                    reset
-                }
-            }
+            Err(error) => return Err(error),
         };
         if changed {
             budget -= 1;
@@ -112,9 +84,60 @@ async fn manage_queue(
     Ok(())
 }
 
+/// Moves one item along as far as it can go now; true when it changed.
+async fn manage_item(
+    s: &Scheduler,
+    queue: &mut Versioned<ChangeQueue>,
+    pipeline: &str,
+    uuid: &str,
+    position: usize,
+    dependent: bool,
+) -> Result<bool, StepError> {
+    let Some(item) = s.read::<QueueItem>(&s.layout.item(pipeline, uuid)).await? else {
+        tracing::warn!(%pipeline, item = %uuid, "queue names a missing item; removing it");
+        queue.value.items.retain(|u| u != uuid);
+        s.write(&[queue.set_op()?]).await?;
+        dequeued(queue);
+        return Ok(true);
+    };
+    let buildset_path = s
+        .layout
+        .buildset(pipeline, uuid, &item.value.current_buildset);
+    let Some(buildset) = s.read::<BuildSet>(&buildset_path).await? else {
+        tracing::warn!(%pipeline, item = %uuid, "item has no current build set");
+        return Ok(false);
+    };
+    let changed = match buildset.value.state {
+        BuildSetState::New => {
+            request_merge(s, &queue.value, position, &item, buildset, dependent).await?
+        }
+        BuildSetState::Merging => merged(s, &item, buildset).await?,
+        BuildSetState::Building => builds_done(s, &item, buildset).await?,
+        BuildSetState::Completed => {
+            let result = buildset.value.result.unwrap_or(ItemResult::Error);
+            // In a gate, items behind a failing item are retested
+            // without it at once; the failing item itself is reported
+            // only at the head, since a failure ahead of it could be
+            // the cause (it would then be reset and retested).
+            let reset = dependent
+                && !result.is_success()
+                && reset_items_behind(s, &queue.value, position).await?;
+            if !reset && (!dependent || position == 0) {
+                report_and_dequeue(s, queue, item, buildset, result).await?;
+                queue.value.items.retain(|u| u != uuid);
+                dequeued(queue);
+                true
+            } else {
+                reset
+            }
+        }
+    };
+    Ok(changed)
+}
+
 /// Follows this sweep's own successful write of the queue object: a set
 /// moves a node's version on by exactly one.
-fn dequeued(queue: &mut Versioned<ChangeQueue>) {
+pub(super) fn dequeued(queue: &mut Versioned<ChangeQueue>) {
     queue.version = queue.version.wrapping_add(1);
 }
 

@@ -23,6 +23,7 @@
 mod db;
 mod manage;
 mod results;
+mod set_aside;
 mod spans;
 mod trigger;
 

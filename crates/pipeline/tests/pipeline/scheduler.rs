@@ -396,3 +396,97 @@ fn objects_without_span_data_are_processed_normally() {
     assert_eq!(result(8), Some(ItemResult::Success), "{reports:?}");
     assert_eq!(result(9), Some(ItemResult::Success), "{reports:?}");
 }
+
+/// An item one of whose objects does not decode is set aside instead of
+/// failing its pipeline on every pass: it is reported ERROR, the object's
+/// text is kept for inspection, and the change behind it goes through.
+#[test]
+fn an_item_whose_build_set_does_not_decode_is_set_aside_and_reported() {
+    use dspans_pipeline::model::{ChangeQueue, ItemState, QueueItem};
+
+    let otlp = TestReceiver::start();
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .unwrap();
+    let config = config(dir.path(), "true");
+    let layout = Layout::default();
+    let bad = dspans_pipeline::model::new_uuid();
+    let buildset_uuid = dspans_pipeline::model::new_uuid();
+    let garbage = b"{\"uuid\": \"half-written".to_vec();
+    runtime.block_on(async {
+        let store: Arc<dyn Store> = dspans_store::create(&config.store).await.unwrap();
+        let item = QueueItem {
+            uuid: bad.clone(),
+            pipeline: "gate".into(),
+            queue: "default".into(),
+            change: ChangeRef {
+                project: "org/project".into(),
+                number: 7,
+                patchset: 1,
+                branch: "main".into(),
+            },
+            zuul_event_id: "event-7".into(),
+            enqueue_time: durable_spans::Timestamp::now(),
+            state: ItemState::Queued,
+            current_buildset: buildset_uuid.clone(),
+            previous_buildset: None,
+            resets: 0,
+            result: None,
+            report_time: None,
+            started_by: None,
+            span_info: None,
+        };
+        let queue = ChangeQueue {
+            pipeline: "gate".into(),
+            name: "default".into(),
+            items: vec![bad.clone()],
+        };
+        for (path, data) in [
+            (
+                layout.change_queue("gate", "default"),
+                queue.to_json().unwrap(),
+            ),
+            (layout.item("gate", &bad), item.to_json().unwrap()),
+            (
+                layout.buildset("gate", &bad, &buildset_uuid),
+                garbage.clone(),
+            ),
+        ] {
+            store.create_all(&path, &data).await.unwrap();
+        }
+        let _ = store.close().await;
+    });
+    let reports = runtime.block_on(run_until_reported(config.clone(), &otlp, &[9], 2));
+    let report = |n: u64| reports.iter().find(|r| r.change.number == n).unwrap();
+    assert_eq!(report(7).result, ItemResult::Error, "{reports:?}");
+    assert!(
+        report(7).message.contains("set aside"),
+        "{}",
+        report(7).message
+    );
+    assert_eq!(report(7).zuul_event_id, "event-7");
+    assert_eq!(report(9).result, ItemResult::Success, "{reports:?}");
+    runtime.block_on(async {
+        let store: Arc<dyn Store> = dspans_store::open(&config.store).await.unwrap();
+        let kept = store
+            .get(&layout.set_aside("gate", &bad))
+            .await
+            .unwrap()
+            .expect("the undecodable object is kept");
+        let kept: serde_json::Value = serde_json::from_slice(&kept.data).unwrap();
+        assert_eq!(
+            kept["path"],
+            layout.buildset("gate", &bad, &buildset_uuid).as_str()
+        );
+        assert_eq!(kept["data"], String::from_utf8(garbage).unwrap().as_str());
+        assert!(store
+            .exists(&layout.item("gate", &bad))
+            .await
+            .unwrap()
+            .is_none());
+        let _ = store.close().await;
+    });
+}
