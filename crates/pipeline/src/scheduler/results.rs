@@ -15,17 +15,26 @@ pub(super) async fn process_result_events(s: &Scheduler, pipeline: &str) -> Resu
     let queue = EventQueue::new(s.store.clone(), s.layout.result_events(pipeline));
     for event in queue.read().await? {
         let event_path = format!("{}/{}", queue.root(), event.id);
-        match ResultEvent::from_json(&event.data) {
+        let recorded = match ResultEvent::from_json(&event.data) {
             Ok(ResultEvent::BuildCompleted(done)) => {
-                build_completed(s, pipeline, &done, &event_path).await?
+                build_completed(s, pipeline, &done, &event_path).await
             }
             Ok(ResultEvent::MergeCompleted(done)) => {
-                merge_completed(s, pipeline, &done, &event_path).await?
+                merge_completed(s, pipeline, &done, &event_path).await
             }
             Err(error) => {
                 tracing::error!(event = %event.id, %error, "dropping an unreadable result event");
                 queue.delete(&event).await?;
+                continue;
             }
+        };
+        match recorded {
+            // The item's sweep meets the same object and sets the item aside.
+            Err(StepError::Undecodable { path, source }) => {
+                let why = format!("{path} does not decode ({source}); its item is set aside");
+                drop_event(s, &event_path, &why).await?
+            }
+            other => other?,
         }
     }
     Ok(())

@@ -402,7 +402,10 @@ fn objects_without_span_data_are_processed_normally() {
 /// text is kept for inspection, and the change behind it goes through.
 #[test]
 fn an_item_whose_build_set_does_not_decode_is_set_aside_and_reported() {
-    use dspans_pipeline::model::{ChangeQueue, ItemState, QueueItem};
+    use dspans_pipeline::model::{
+        BuildCompleted, BuildResult, ChangeQueue, ItemState, QueueItem, ResultEvent,
+    };
+    use dspans_store::recipes::EventQueue;
 
     let otlp = TestReceiver::start();
     let dir = tempfile::tempdir().unwrap();
@@ -454,9 +457,30 @@ fn an_item_whose_build_set_does_not_decode_is_set_aside_and_reported() {
                 layout.buildset("gate", &bad, &buildset_uuid),
                 garbage.clone(),
             ),
+            // A build no item owns any more, undecodable, with a result
+            // waiting for it: the result is dropped, not retried forever.
+            (
+                layout.build("gate", "gone", "gone-set", "gone-build"),
+                garbage.clone(),
+            ),
         ] {
             store.create_all(&path, &data).await.unwrap();
         }
+        let result = ResultEvent::BuildCompleted(BuildCompleted {
+            build_uuid: "gone-build".into(),
+            buildset_uuid: "gone-set".into(),
+            item_uuid: "gone".into(),
+            job: "unit".into(),
+            result: BuildResult::Success,
+            exit_code: Some(0),
+            start_time: durable_spans::Timestamp::now(),
+            end_time: durable_spans::Timestamp::now(),
+            executor: "executor-0".into(),
+        });
+        EventQueue::new(store.clone(), layout.result_events("gate"))
+            .put(&result.to_json().unwrap())
+            .await
+            .unwrap();
         let _ = store.close().await;
     });
     let reports = runtime.block_on(run_until_reported(config.clone(), &otlp, &[9], 2));
@@ -487,6 +511,11 @@ fn an_item_whose_build_set_does_not_decode_is_set_aside_and_reported() {
             .await
             .unwrap()
             .is_none());
+        let results = EventQueue::new(store.clone(), layout.result_events("gate"));
+        assert!(
+            results.read().await.unwrap().is_empty(),
+            "the result of the undecodable build was dropped"
+        );
         let _ = store.close().await;
     });
 }
