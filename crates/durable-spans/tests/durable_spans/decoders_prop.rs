@@ -1,5 +1,9 @@
 //! The decoders never panic, whatever the input, and what this library
 //! writes it reads back unchanged.
+//!
+//! Each property runs 2,000 cases; `DSPANS_FUZZ_CASES=N` runs N instead, for
+//! a long fuzzing run: `DSPANS_FUZZ_CASES=200000 cargo test --release -p
+//! durable-spans --test durable_spans decoders_prop`.
 
 use durable_spans::{
     lenient, parse_attribute_object, FinishedSpan, LinkContext, LinkInfo, ParentInfo, SpanContext,
@@ -108,8 +112,16 @@ struct Holder {
     span_info: Option<SpanInfo>,
 }
 
+/// Cases per property: 2,000, or `DSPANS_FUZZ_CASES`.
+fn cases() -> u32 {
+    std::env::var("DSPANS_FUZZ_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(2000)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
 
     #[test]
     fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..300)) {

@@ -8,6 +8,7 @@
 mod collector;
 mod common;
 mod export;
+mod fuzz;
 mod hardening;
 mod jsonl;
 mod options;
