@@ -1,5 +1,6 @@
 //! [`Repeats`]: a fault that repeats on every pass is logged once, then
-//! summed up, instead of flooding the log.
+//! summed up, instead of flooding the log. [`Episodes`]: a step retried on
+//! every pass reports one error span per run of failures, not one per try.
 //!
 //! A scheduler retries a failed step every 50 ms; a store that stays broken
 //! would otherwise log the same warning 20 times a second. The first
@@ -7,6 +8,7 @@
 //! logged at most once per interval with their count, and the first success
 //! says how many failures the run had.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// A fault that keeps failing the same way is logged again, with the number
@@ -95,6 +97,52 @@ impl Repeats {
     /// or `None` when there was no run.
     pub fn recovered(&mut self) -> Option<u64> {
         self.run.take().map(|run| run.failures)
+    }
+}
+
+/// The failure episodes of retried steps, one per key (a trigger event, for
+/// instance): a step that fails on every pass while a store write keeps
+/// failing records its first failure as an error span and counts the
+/// rest; the try that succeeds says how many failed before it.
+///
+/// A key that fails, succeeds and fails again starts a second episode.
+///
+/// ```
+/// use dspans_pipeline::quiet::Episodes;
+///
+/// let mut episodes = Episodes::default();
+/// assert!(episodes.failed("event-1")); // the first failure: record it
+/// assert!(!episodes.failed("event-1")); // a retry of the same episode
+/// assert!(episodes.failed("event-2"));
+/// assert_eq!(episodes.succeeded("event-1"), 2);
+/// assert_eq!(episodes.succeeded("event-1"), 0);
+/// episodes.retain(|key| key == "event-1");
+/// assert!(episodes.failed("event-2")); // event-2 was forgotten
+/// ```
+#[derive(Debug, Default)]
+pub struct Episodes {
+    failures: HashMap<String, u64>,
+}
+
+impl Episodes {
+    /// Notes a failed try of `key`'s step. True when it is the first of
+    /// its episode, the one to record.
+    pub fn failed(&mut self, key: &str) -> bool {
+        let failures = self.failures.entry(key.to_string()).or_default();
+        *failures += 1;
+        *failures == 1
+    }
+
+    /// Notes a successful try of `key`'s step, ending its episode. Gives
+    /// how many tries failed before it (0 without an episode).
+    pub fn succeeded(&mut self, key: &str) -> u64 {
+        self.failures.remove(key).unwrap_or(0)
+    }
+
+    /// Forgets the episodes of keys that are gone (handled elsewhere, or
+    /// dropped), so the map holds only what is still being retried.
+    pub fn retain(&mut self, mut live: impl FnMut(&str) -> bool) {
+        self.failures.retain(|key, _| live(key));
     }
 }
 

@@ -42,7 +42,7 @@ pub use db::StepError;
 use db::{ObjectCache, Versioned};
 pub use trigger::enqueue;
 
-use crate::quiet::{Repeats, Say, REPEAT_LOG_INTERVAL};
+use crate::quiet::{Episodes, Repeats, Say, REPEAT_LOG_INTERVAL};
 use crate::{Config, Layout};
 
 /// How often a scheduler looks for new events and work. Events are small
@@ -69,6 +69,9 @@ pub struct Scheduler {
     /// The current run of failures of each pipeline's step, so a step that
     /// keeps failing is logged once per interval, not on every pass.
     failures: Mutex<HashMap<String, Repeats>>,
+    /// The failure episodes of trigger events being retried, so a retried
+    /// event ends one error span per episode, not one per pass.
+    event_episodes: Mutex<Episodes>,
 }
 
 impl Scheduler {
@@ -90,6 +93,7 @@ impl Scheduler {
             cache: ObjectCache::default(),
             requeue_failed: AtomicBool::new(false),
             failures: Mutex::default(),
+            event_episodes: Mutex::default(),
         }
     }
 
@@ -229,6 +233,14 @@ impl Scheduler {
                 }
             }
         }
+    }
+
+    /// The failure episodes of trigger events (a poisoned lock still holds
+    /// counts worth keeping).
+    fn episodes(&self) -> std::sync::MutexGuard<'_, Episodes> {
+        self.event_episodes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// Reads a pipeline object (see [`ObjectCache`]).

@@ -8,7 +8,7 @@ use dspans_store::{Op, Store};
 use durable_spans::{
     DurableTracer, EndOptions, SavedSpanOptions, SpanContext, SpanInfo, Timestamp,
 };
-use opentelemetry::trace::{Span as _, TraceContextExt as _, Tracer as _};
+use opentelemetry::trace::Status;
 use opentelemetry::{Context, KeyValue};
 
 use super::db::{create_op, dir_op, StepError};
@@ -63,7 +63,10 @@ pub async fn enqueue(
 
 pub(super) async fn process_trigger_events(s: &Scheduler, pipeline: &str) -> Result<(), StepError> {
     let queue = EventQueue::new(s.store.clone(), s.layout.trigger_events());
-    for event in queue.read().await? {
+    let events = queue.read().await?;
+    s.episodes()
+        .retain(|id| events.iter().any(|event| event.id == id));
+    for event in events {
         let trigger = match TriggerEvent::from_json(&event.data) {
             Ok(trigger) => trigger,
             Err(error) => {
@@ -76,38 +79,51 @@ pub(super) async fn process_trigger_events(s: &Scheduler, pipeline: &str) -> Res
             continue;
         }
         let event_path = format!("{}/{}", queue.root(), event.id);
-        enqueue_item(s, &trigger, &event_path).await?;
+        enqueue_item(s, &trigger, &event.id, &event_path).await?;
     }
     Ok(())
 }
 
 /// Creates the item, its first build set and its place in the change queue,
-/// and deletes the trigger event, in one atomic write.
+/// and deletes the trigger event, in one atomic write, under an
+/// `EventProcessing` span.
+///
+/// A failed try is retried on the next pass. Only the first failure of a
+/// run of them ends its span, with ERROR; the try that succeeds ends its
+/// span with `dspans.failed_attempts`. The span is therefore started as
+/// saved span data (its ids known, for the QueueItem's link) and ended, or
+/// dropped unexported, once the outcome is known.
 async fn enqueue_item(
     s: &Scheduler,
     trigger: &TriggerEvent,
+    event_id: &str,
     event_path: &str,
 ) -> Result<(), StepError> {
-    let pipeline = trigger.pipeline.as_str();
-    let mut processing = s
-        .tracer
-        .tracer()
-        .start_with_context("EventProcessing", &Context::new());
+    let mut options = SavedSpanOptions::new().parent(Context::new());
     if let Some(ctx) = &trigger.span_context {
-        processing.add_link(
-            ctx.to_otel(true),
-            vec![KeyValue::new("rel", "TriggerEvent")],
-        );
+        options = options.link(spans::link(ctx, "rel", "TriggerEvent".to_string()));
     }
-    processing.set_attribute(KeyValue::new("pipeline", pipeline.to_string()));
-    let processing = Context::new().with_span(processing);
-    let result = enqueue_item_in(s, trigger, event_path, &processing).await;
-    if let Err(error) = &result {
-        processing
-            .span()
-            .set_status(opentelemetry::trace::Status::error(error.to_string()));
+    // No start attributes are given, so starting cannot be refused.
+    let processing = s.tracer.start_saved_span("EventProcessing", options).ok();
+    let result = enqueue_item_in(s, trigger, event_path, processing.as_ref()).await;
+    let mut attributes = vec![KeyValue::new("pipeline", trigger.pipeline.clone())];
+    let end = match &result {
+        Ok(()) => {
+            let failed = s.episodes().succeeded(event_id);
+            if failed > 0 {
+                attributes.push(KeyValue::new("dspans.failed_attempts", failed as i64));
+            }
+            Some(EndOptions::new())
+        }
+        Err(error) => s
+            .episodes()
+            .failed(event_id)
+            .then(|| EndOptions::new().status(Status::error(error.to_string()))),
+    };
+    if let Some(end) = end {
+        s.tracer
+            .end_saved_span(processing.as_ref(), end.attributes(attributes));
     }
-    processing.span().end();
     result
 }
 
@@ -115,7 +131,7 @@ async fn enqueue_item_in(
     s: &Scheduler,
     trigger: &TriggerEvent,
     event_path: &str,
-    processing: &Context,
+    processing: Option<&SpanInfo>,
 ) -> Result<(), StepError> {
     let pipeline = trigger.pipeline.as_str();
     let project = trigger.change.project.as_str();
@@ -140,16 +156,11 @@ async fn enqueue_item_in(
     };
 
     let enqueue_time = Timestamp::now();
-    let processing_ctx = SpanContext::from_otel(processing.span().span_context());
-    let links = if processing_ctx.is_valid() {
-        vec![spans::link(
-            &processing_ctx,
-            "rel",
-            "EventProcessing".to_string(),
-        )]
-    } else {
-        Vec::new()
-    };
+    let links = processing
+        .map(SpanInfo::span_context)
+        .filter(SpanContext::is_valid)
+        .map(|ctx| vec![spans::link(&ctx, "rel", "EventProcessing".to_string())])
+        .unwrap_or_default();
     let item_span = spans::start_child(&s.tracer, "QueueItem", None, enqueue_time, links);
     let item_uuid = new_uuid();
     let buildset = new_buildset(
