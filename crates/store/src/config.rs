@@ -82,7 +82,9 @@ pub struct StoreConfig {
     /// SQLite: how long a writer waits for another process's lock on the
     /// file before failing. Default 10000.
     pub busy_timeout_ms: u64,
-    /// ZooKeeper: connect with TLS (implied by `tls_ca`).
+    /// ZooKeeper: connect with TLS (implied by `tls_ca`). Without `tls_ca`,
+    /// the system's CA certificates are trusted (`SSL_CERT_FILE` and
+    /// `SSL_CERT_DIR` override where they are read). Default off.
     pub tls: bool,
     /// ZooKeeper: PEM file with the CA certificate(s) that sign the server.
     pub tls_ca: Option<PathBuf>,

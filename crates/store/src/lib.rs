@@ -38,6 +38,7 @@ mod sqlite;
 mod store;
 mod types;
 mod zk;
+mod zk_tls;
 
 use std::sync::Arc;
 

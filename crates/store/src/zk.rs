@@ -107,21 +107,6 @@ fn zk_mode(mode: CreateMode) -> zk::CreateMode {
     }
 }
 
-/// Makes ring the process's rustls crypto provider unless one is set.
-///
-/// zookeeper-client builds its TLS configuration from the process default,
-/// and rustls picks one by itself only when exactly one provider is
-/// compiled in. In a binary that also links the OTLP exporters (ring) next
-/// to zookeeper-client (aws-lc-rs), both are, and rustls would panic on
-/// the first TLS connection instead. ring, as the exporters install it,
-/// so either may go first.
-fn ensure_crypto_provider() {
-    if rustls::crypto::CryptoProvider::get_default().is_none() {
-        // Losing a race to another installer is fine: a provider is set.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    }
-}
-
 /// Whether every server of a connection string (`h1:2181,tcp+tls://h2:2182/chroot`)
 /// is on this machine (`localhost` or a loopback address).
 fn loopback_only(hosts: &str) -> bool {
@@ -138,11 +123,6 @@ fn loopback_only(hosts: &str) -> bool {
                 .parse::<std::net::IpAddr>()
                 .is_ok_and(|ip| ip.is_loopback())
     })
-}
-
-fn read_pem(path: &std::path::Path) -> Result<String> {
-    std::fs::read_to_string(path)
-        .map_err(|e| StoreError::Config(format!("cannot read {}: {e}", path.display())))
 }
 
 impl ZkStore {
@@ -168,26 +148,14 @@ impl ZkStore {
             }
             _ => zk::Acls::anyone_all(),
         };
-        let tls = config.tls || config.tls_ca.is_some();
-        let connected = if tls {
-            ensure_crypto_provider();
-            let mut options = zk::TlsOptions::new();
-            if let Some(ca) = &config.tls_ca {
-                options = options
-                    .with_pem_ca(&read_pem(ca)?)
-                    .map_err(|e| StoreError::Config(format!("tls_ca: {e}")))?;
+        let connected = match crate::zk_tls::tls_options(config)? {
+            Some(options) => {
+                connector
+                    .with_tls(options)
+                    .secure_connect(&config.hosts)
+                    .await
             }
-            if let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) {
-                options = options
-                    .with_pem_identity(&read_pem(cert)?, &read_pem(key)?)
-                    .map_err(|e| StoreError::Config(format!("tls_cert/tls_key: {e}")))?;
-            }
-            connector
-                .with_tls(options)
-                .secure_connect(&config.hosts)
-                .await
-        } else {
-            connector.connect(&config.hosts).await
+            None => connector.connect(&config.hosts).await,
         };
         let mut client = connected.map_err(|e| StoreError::Backend {
             backend: "zookeeper",

@@ -5,6 +5,8 @@
 //!   test process on a runtime of its own, keeping what it receives;
 //! - [`ZkServer`]: a real ZooKeeper server per test, started through
 //!   `scripts/zookeeper.sh` on a [`free_port`];
+//! - [`TlsZkServer`]: one that also serves TLS, with a [`Ca`] and
+//!   certificates made by the test;
 //! - [`Backend`]: the coordination store a test case runs against, for
 //!   `rstest` cases that run one body on each;
 //! - [`process`]: child processes with a log each, signals, bounded waits
@@ -14,7 +16,8 @@
 //!   deadline, never a fixed sleep;
 //! - [`attr`]: the value of a span attribute as OTLP carried it.
 //!
-//! The crate depends on `dspans-otlp` only (besides tokio and tempfile):
+//! The crate depends on `dspans-otlp` only (besides tokio, tempfile and
+//! rcgen):
 //! each crate's tests keep the pieces that need that crate's own types.
 //!
 //! ```no_run
@@ -35,6 +38,7 @@ pub mod process;
 mod receiver;
 mod wait;
 mod zookeeper;
+mod zookeeper_tls;
 
 pub use attributes::{attr, string};
 pub use backend::Backend;
@@ -42,3 +46,4 @@ pub use ports::free_port;
 pub use receiver::TestReceiver;
 pub use wait::{wait_for, wait_until};
 pub use zookeeper::{ZkServer, zookeeper_script};
+pub use zookeeper_tls::{Ca, TlsZkServer};

@@ -2,8 +2,8 @@
 //! and tests of every module run side by side): the reference pipeline as
 //! OS processes on SQLite and on a real ZooKeeper (gate runs, handovers,
 //! SIGTERM, chaos), `dspans span`, the collector and its views, the demo,
-//! the HTML report in headless Chromium, and the Python OpenTelemetry
-//! client against `dspans collector`.
+//! the HTML report in headless Chromium, the Python OpenTelemetry client
+//! against `dspans collector`, and ZooKeeper TLS with the system's CAs.
 //!
 //! Run: `cargo test -p dspans-cli --test cli [FILTER]`. The scenarios that
 //! start many processes take turns, two at a time (`DSPANS_HEAVY_TESTS`
@@ -20,3 +20,4 @@ mod span_cli;
 mod status_sigterm;
 mod store_files;
 mod support;
+mod zookeeper_tls;
