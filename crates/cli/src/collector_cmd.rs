@@ -3,17 +3,25 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
 use dspans_otlp::collector::{self, CollectorConfig};
-use dspans_otlp::receiver::{DEFAULT_GRPC_ADDR, DEFAULT_HTTP_ADDR, DEFAULT_MAX_REQUEST_BYTES};
+use dspans_otlp::receiver::{
+    Timeouts, DEFAULT_GRPC_ADDR, DEFAULT_HTTP_ADDR, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_REQUEST_BYTES,
+};
 
 /// Receive OTLP traces and append them to a file as OTLP-JSON lines.
 ///
 /// Prints `grpc ADDR` and `http ADDR` on stdout, one per line, as soon as it
 /// listens. SIGTERM or Ctrl-C: finish open requests and exit 0. Listening
 /// beyond loopback without `--auth-token-file` is warned about.
+///
+/// Example, for senders on other hosts:
+///   dspans collector --out traces.jsonl --grpc 0.0.0.0:4317 --http 0.0.0.0:4318 \
+///     --tls-cert cert.pem --tls-key key.pem --auth-token-file token
 #[derive(Args, Debug, Clone)]
 pub struct CollectorArgs {
     /// OTLP/gRPC listen address (port 0 picks a free port).
@@ -39,6 +47,33 @@ pub struct CollectorArgs {
     /// HTTP 401 (the file's surrounding whitespace is ignored).
     #[arg(long, value_name = "FILE")]
     pub auth_token_file: Option<PathBuf>,
+    /// Open connections per listener; one beyond is closed as soon as it is
+    /// accepted (its client retries), with a warning.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONNECTIONS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_connections: usize,
+    /// Seconds within which a request's headers (and a kept-alive
+    /// connection's next request, and a TLS handshake) must arrive.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = seconds)]
+    pub header_timeout: Duration,
+    /// Seconds within which a request must arrive whole and be answered
+    /// (else HTTP 408 / gRPC DEADLINE_EXCEEDED).
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = seconds)]
+    pub request_timeout: Duration,
+    /// Seconds after which a connection with no request under way is closed.
+    #[arg(long, value_name = "SECS", default_value = "60", value_parser = seconds)]
+    pub idle_timeout: Duration,
+}
+
+/// A positive number of seconds, fractions allowed (`0.5`).
+fn seconds(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if secs.is_nan() || secs <= 0.0 {
+        return Err(format!("{text}: must be more than 0 seconds"));
+    }
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("{text}: {e}"))
 }
 
 fn read_file(what: &str, path: &Path) -> anyhow::Result<Vec<u8>> {
@@ -65,10 +100,17 @@ pub async fn run(args: CollectorArgs) -> anyhow::Result<()> {
     // Handlers first: a SIGTERM right after the addresses are printed must
     // not hit the default action.
     let stop = termination().context("cannot install the signal handlers")?;
+    survive_file_size_limit().context("cannot install the SIGXFSZ handler")?;
     let mut config = CollectorConfig::new(args.out)
         .grpc(Some(args.grpc))
         .http(Some(args.http))
-        .max_request_bytes(args.max_request_bytes);
+        .max_request_bytes(args.max_request_bytes)
+        .max_connections(args.max_connections)
+        .timeouts(Timeouts {
+            header: args.header_timeout,
+            request: args.request_timeout,
+            idle: args.idle_timeout,
+        });
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         config = config.tls_pem(
             read_file("TLS certificate", cert)?,
@@ -79,6 +121,28 @@ pub async fn run(args: CollectorArgs) -> anyhow::Result<()> {
         config = config.bearer_token(read_token(path)?);
     }
     collector::run(&config, &mut std::io::stdout(), stop).await?;
+    Ok(())
+}
+
+/// A file size limit (`ulimit -f`) makes the kernel send SIGXFSZ on a write
+/// past it, whose default action kills the process with a line half
+/// written. Handled, the write fails with EFBIG instead, which the
+/// collector answers as it answers a full disk: 503 / `UNAVAILABLE`, and
+/// no partial line.
+#[cfg(unix)]
+fn survive_file_size_limit() -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut xfsz = signal(SignalKind::from_raw(libc::SIGXFSZ))?;
+    tokio::spawn(async move {
+        while xfsz.recv().await.is_some() {
+            tracing::debug!("SIGXFSZ: a write went past the file size limit");
+        }
+    });
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn survive_file_size_limit() -> std::io::Result<()> {
     Ok(())
 }
 

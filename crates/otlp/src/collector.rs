@@ -41,7 +41,7 @@ use std::path::{Path, PathBuf};
 
 use crate::receiver::{
     Dedupe, JsonLinesSink, Receiver, ReceiverError, RunningReceiver, Timeouts, DEFAULT_GRPC_ADDR,
-    DEFAULT_HTTP_ADDR, DEFAULT_MAX_REQUEST_BYTES,
+    DEFAULT_HTTP_ADDR, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_REQUEST_BYTES,
 };
 
 /// Spans remembered for dropping repeats (about 50 MB at most).
@@ -81,6 +81,8 @@ pub struct CollectorConfig {
     pub tls: Option<(Vec<u8>, Vec<u8>)>,
     /// Accept only requests with `Authorization: Bearer TOKEN`.
     pub bearer_token: Option<String>,
+    /// Open connections per listener; more are closed as accepted.
+    pub max_connections: usize,
     /// Time limits of the connections.
     pub timeouts: Timeouts,
 }
@@ -96,6 +98,7 @@ impl CollectorConfig {
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             tls: None,
             bearer_token: None,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             timeouts: Timeouts::default(),
         }
     }
@@ -127,6 +130,12 @@ impl CollectorConfig {
     /// Accepts only requests with `Authorization: Bearer TOKEN`.
     pub fn bearer_token(mut self, token: impl Into<String>) -> Self {
         self.bearer_token = Some(token.into());
+        self
+    }
+
+    /// Sets the limit of open connections per listener.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n;
         self
     }
 
@@ -172,6 +181,7 @@ impl Collector {
         }
         let mut builder = Receiver::builder()
             .max_request_bytes(config.max_request_bytes)
+            .max_connections(config.max_connections)
             .timeouts(config.timeouts);
         if let Some((cert, key)) = &config.tls {
             builder = builder.tls_pem(cert.clone(), key.clone());

@@ -8,7 +8,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use dspans_otlp::proto::collector::trace::v1::ExportTraceServiceRequest;
 use dspans_otlp::proto::common::v1::{any_value, AnyValue, KeyValue};
@@ -209,18 +209,15 @@ fn written(out: &Path) -> Vec<(String, String)> {
 /// Finding: with the disk full the collector answered 503 (good) but left
 /// the partial line, and the next accepted request was appended to it,
 /// making the file unreadable. A file size limit stands in for the full
-/// disk: a write past it fails part way (SIGXFSZ ignored, so with EFBIG).
+/// disk: a write past it fails part way, with EFBIG, the collector
+/// handling the SIGXFSZ that would otherwise kill it.
 #[test]
 fn a_write_that_fails_part_way_leaves_no_partial_line() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("traces.jsonl");
     let limit = 16 * 1024;
-    let mut command = Command::new("sh");
-    command
-        .arg("-c")
-        .arg(r#"trap '' XFSZ; limit=$1; shift; exec prlimit --fsize="$limit":unlimited -- "$@""#)
-        .arg("sh")
-        .arg(limit.to_string());
+    let mut command = Command::new("prlimit");
+    command.arg(format!("--fsize={limit}:unlimited")).arg("--");
     let inner = collector("127.0.0.1:0", "127.0.0.1:0", &out, &[]);
     command.arg(inner.get_program()).args(inner.get_args());
     let collector = Spawned::start(command);
@@ -484,4 +481,62 @@ fn tls_and_a_bearer_token_on_both_protocols() {
     assert!(status.success());
     let names: Vec<String> = written(&out).into_iter().map(|(n, _)| n).collect();
     assert_eq!(names, ["over grpc", "over http/protobuf"]);
+}
+
+/// Finding: the collector held every connection it was sent (3,000 idle
+/// ones for 40 s and more). Now connections beyond `--max-connections` are
+/// closed as they are accepted, with a warning, and `--idle-timeout`
+/// closes the ones that send nothing.
+#[test]
+fn connections_beyond_the_limit_are_closed_and_idle_ones_time_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("traces.jsonl");
+    let limits = [
+        "--max-connections",
+        "2",
+        "--idle-timeout",
+        "2",
+        "--header-timeout",
+        "20",
+    ];
+    let collector = Spawned::start(collector("127.0.0.1:0", "127.0.0.1:0", &out, &limits));
+    let connect = || {
+        let stream = TcpStream::connect(collector.http).unwrap();
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        stream
+    };
+    let mut held = [connect(), connect()];
+    let started = Instant::now();
+    let mut beyond = connect();
+    assert_eq!(read_until_closed(&mut beyond), "");
+    collector.wait_for_log("at the limit of open connections");
+    // The held ones send nothing: closed after 2 s of idleness, long
+    // before the header time limit (20 s).
+    for stream in &mut held {
+        assert_eq!(read_until_closed(stream), "");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    let ok = request("after", "SUCCESS", 0);
+    assert_eq!(post(collector.http, &ok, None), 200);
+    collector.stop();
+    assert_eq!(written(&out)[0].0, "after");
+}
+
+/// Reads until the collector closes the connection; what it sent.
+fn read_until_closed(stream: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("connection still open: {e}"),
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
 }

@@ -10,7 +10,8 @@ use super::guard::Policy;
 use super::serve::{self, Listener};
 use super::sink::TraceSink;
 use super::{
-    grpc, http, tls, Protocol, ReceiverError, RunningReceiver, Timeouts, DEFAULT_MAX_REQUEST_BYTES,
+    grpc, http, tls, Protocol, ReceiverError, RunningReceiver, Timeouts, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_REQUEST_BYTES,
 };
 
 /// Entry point: [`Receiver::builder`].
@@ -36,6 +37,7 @@ pub struct ReceiverBuilder {
     http_tls: Option<Pem>,
     bearer_token: Option<String>,
     max_request_bytes: usize,
+    max_connections: usize,
     timeouts: Timeouts,
 }
 
@@ -49,6 +51,7 @@ impl std::fmt::Debug for ReceiverBuilder {
             .field("http_tls", &self.http_tls.is_some())
             .field("bearer_token", &self.bearer_token.is_some())
             .field("max_request_bytes", &self.max_request_bytes)
+            .field("max_connections", &self.max_connections)
             .field("timeouts", &self.timeouts)
             .finish()
     }
@@ -63,6 +66,7 @@ impl Default for ReceiverBuilder {
             http_tls: None,
             bearer_token: None,
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             timeouts: Timeouts::default(),
         }
     }
@@ -112,6 +116,15 @@ impl ReceiverBuilder {
     /// `RESOURCE_EXHAUSTED` / HTTP 413.
     pub fn max_request_bytes(mut self, n: usize) -> Self {
         self.max_request_bytes = n;
+        self
+    }
+
+    /// Open connections per listener (default [`DEFAULT_MAX_CONNECTIONS`]).
+    /// A connection beyond the limit is closed as soon as it is accepted,
+    /// so its client fails fast and retries (OTLP exporters back off),
+    /// and a warning says so, at most every 10 s. At least 1.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n.max(1);
         self
     }
 
@@ -169,7 +182,7 @@ impl ReceiverBuilder {
                     .map(|t| format!("Bearer {t}").into_bytes()),
                 request_timeout: self.timeouts.request,
             };
-            let listener = Listener::new(router, policy, tls, self.timeouts);
+            let listener = Listener::new(router, policy, tls, self.timeouts, self.max_connections);
             let stopped = stopped.clone();
             running.tasks.push(tokio::spawn(async move {
                 serve::serve(tcp, listener, stopped)

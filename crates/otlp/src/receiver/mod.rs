@@ -56,6 +56,10 @@ pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:4317";
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:4318";
 /// Default limit of one request's size (4 MiB, as gRPC's default).
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
+/// Default limit of open connections per listener. Two listeners at the
+/// limit, the output file and the runtime fit in the common soft limit of
+/// 1,024 file descriptors.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 500;
 /// How long [`RunningReceiver::shutdown`] lets open connections finish.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 

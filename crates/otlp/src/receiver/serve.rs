@@ -1,6 +1,7 @@
 //! Serving a listener's connections, for both protocols: accepting (a
-//! failure is logged and paused on, not spun on), the TLS handshake, HTTP/1
-//! and HTTP/2 with time limits, and closing idle connections.
+//! failure is logged and paused on, not spun on; a connection beyond the
+//! limit is closed at once), the TLS handshake, HTTP/1 and HTTP/2 with time
+//! limits, and closing idle connections.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,8 +21,9 @@ use super::{Protocol, Timeouts};
 /// How long accepting pauses after a failure other than a connection's
 /// own (out of file descriptors, say), so as not to spin.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
-/// Accept failures are logged at most once in this long (with a count).
-const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(10);
+/// Accept failures and refused connections are logged at most once in this
+/// long (with a count).
+const LOG_EVERY: Duration = Duration::from_secs(10);
 /// How long a closing connection may finish its requests.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// HTTP/2 pings: every so often on a quiet connection, and how long an
@@ -37,6 +39,8 @@ pub(super) struct Listener {
     pub policy: Arc<Policy>,
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     pub timeouts: Timeouts,
+    /// Connections open at once; more are closed as they are accepted.
+    pub max_connections: usize,
     builder: auto::Builder<TokioExecutor>,
 }
 
@@ -46,6 +50,7 @@ impl Listener {
         policy: Policy,
         tls: Option<tokio_rustls::TlsAcceptor>,
         timeouts: Timeouts,
+        max_connections: usize,
     ) -> Listener {
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
@@ -69,34 +74,30 @@ impl Listener {
             policy: Arc::new(policy),
             tls,
             timeouts,
+            max_connections,
             builder,
         }
     }
 }
 
-/// Counts accept failures between two log lines.
-struct AcceptFailures {
-    protocol: Protocol,
+/// Counts occurrences of something worth a log line, and says when one
+/// is due: the first, then at most one per [`LOG_EVERY`] with the count
+/// since the last.
+#[derive(Default)]
+struct Occasional {
     unlogged: u64,
     logged_at: Option<Instant>,
 }
 
-impl AcceptFailures {
-    fn record(&mut self, error: &std::io::Error) {
+impl Occasional {
+    /// Counts one; gives the count to log when a line is due.
+    fn due(&mut self) -> Option<u64> {
         self.unlogged += 1;
-        if self
-            .logged_at
-            .is_none_or(|at| at.elapsed() >= ACCEPT_LOG_EVERY)
-        {
-            tracing::error!(
-                protocol = self.protocol.name(),
-                %error,
-                failures = self.unlogged,
-                "cannot accept connections (out of file descriptors?); retrying"
-            );
-            self.unlogged = 0;
-            self.logged_at = Some(Instant::now());
+        if self.logged_at.is_some_and(|at| at.elapsed() < LOG_EVERY) {
+            return None;
         }
+        self.logged_at = Some(Instant::now());
+        Some(std::mem::take(&mut self.unlogged))
     }
 }
 
@@ -119,15 +120,22 @@ pub(super) async fn serve(
     let listener = Arc::new(listener);
     let mut stopping = stop.clone();
     let mut connections = JoinSet::new();
-    let mut failures = AcceptFailures {
-        protocol: listener.policy.protocol,
-        unlogged: 0,
-        logged_at: None,
-    };
+    let protocol = listener.policy.protocol.name();
+    let (mut failures, mut refusals) = (Occasional::default(), Occasional::default());
     loop {
         let failed = tokio::select! {
             _ = stopping.wait_for(|stop| *stop) => break,
             accepted = tcp.accept() => match accepted {
+                Ok((stream, _)) if connections.len() >= listener.max_connections => {
+                    // Closed at once: the client fails fast and retries,
+                    // instead of waiting in the backlog.
+                    drop(stream);
+                    if let Some(refused) = refusals.due() {
+                        tracing::warn!(protocol, open = connections.len(), refused,
+                            "at the limit of open connections; refusing new ones");
+                    }
+                    false
+                }
                 Ok((stream, _)) => {
                     connections.spawn(connection(stream, listener.clone(), stop.clone()));
                     false
@@ -137,7 +145,10 @@ pub(super) async fn serve(
                     false
                 }
                 Err(e) => {
-                    failures.record(&e);
+                    if let Some(failures) = failures.due() {
+                        tracing::error!(protocol, error = %e, failures,
+                            "cannot accept connections (out of file descriptors?); retrying");
+                    }
                     true
                 }
             },
