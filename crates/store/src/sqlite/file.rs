@@ -42,7 +42,9 @@ pub(crate) fn wal_path(path: &Path) -> PathBuf {
     PathBuf::from(p)
 }
 
-fn shm_path(path: &Path) -> PathBuf {
+/// The file's `-shm` (shared-memory index of the write-ahead log)
+/// companion.
+pub(crate) fn shm_path(path: &Path) -> PathBuf {
     let mut p = path.as_os_str().to_owned();
     p.push("-shm");
     PathBuf::from(p)
@@ -191,15 +193,24 @@ fn file_id(path: &Path) -> std::io::Result<(FileId, u64)> {
 }
 
 /// The files a store has open, as they were when it opened them: the
-/// database and its write-ahead log. SQLite keeps using its open files
-/// whatever happens to their paths, so a file removed, replaced or
-/// truncated behind its back would go unnoticed, and a crash would then
-/// lose everything written since.
+/// database, its write-ahead log and the log's shared-memory index. SQLite
+/// keeps using its open files whatever happens to their paths, so a file
+/// removed, replaced or truncated behind its back would go unnoticed: a
+/// crash would then lose everything written since, and processes opening
+/// the path anew would not see the others' locks.
 #[derive(Debug, Clone)]
 pub(crate) struct FileIds {
     path: PathBuf,
     db: FileId,
     wal: Option<FileId>,
+    shm: Option<FileId>,
+}
+
+/// A companion file of the database, and what its loss would mean.
+struct Companion {
+    path: PathBuf,
+    what: &'static str,
+    if_removed: &'static str,
 }
 
 impl FileIds {
@@ -211,13 +222,16 @@ impl FileIds {
             path: path.to_path_buf(),
             db,
             wal: None,
+            shm: None,
         })
     }
 
-    /// Records the write-ahead log as it is now (it exists from the first
-    /// transaction on, as long as a connection is open).
+    /// Records the write-ahead log and its shared-memory index as they are
+    /// now (they exist from the first transaction on, as long as a
+    /// connection is open).
     pub(crate) fn with_wal(mut self) -> FileIds {
         self.wal = file_id(&wal_path(&self.path)).ok().map(|(id, _)| id);
+        self.shm = file_id(&shm_path(&self.path)).ok().map(|(id, _)| id);
         self
     }
 
@@ -239,19 +253,45 @@ impl FileIds {
             Ok((_, 0)) => return Some("the database file was truncated to 0 bytes".into()),
             Ok(_) => {}
         }
-        let wal = wal_path(&self.path);
-        match (self.wal, file_id(&wal)) {
-            (None, _) => None,
-            (Some(_), Err(e)) if e.kind() == std::io::ErrorKind::NotFound => Some(format!(
-                "its write-ahead log {} was removed while open: what was written since the last checkpoint would be lost with the process",
-                wal.display()
+        let companions = [
+            (
+                self.wal,
+                Companion {
+                    path: wal_path(&self.path),
+                    what: "write-ahead log",
+                    if_removed:
+                        "what was written since the last checkpoint would be lost with the process",
+                },
+            ),
+            (
+                self.shm,
+                Companion {
+                    path: shm_path(&self.path),
+                    what: "shared-memory index",
+                    if_removed: "processes opening the store now would not see this one's locks",
+                },
+            ),
+        ];
+        companions
+            .into_iter()
+            .find_map(|(recorded, companion)| companion.changed(recorded?))
+    }
+}
+
+impl Companion {
+    /// What happened to the companion recorded as `was`, if anything.
+    fn changed(&self, was: FileId) -> Option<String> {
+        let (path, what) = (self.path.display(), self.what);
+        match file_id(&self.path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(format!(
+                "its {what} {path} was removed while open: {}",
+                self.if_removed
             )),
-            (Some(_), Err(e)) => Some(format!("its write-ahead log {} cannot be inspected: {e}", wal.display())),
-            (Some(was), Ok((now, _))) if was != now => Some(format!(
-                "its write-ahead log {} was replaced while open",
-                wal.display()
-            )),
-            _ => None,
+            Err(e) => Some(format!("its {what} {path} cannot be inspected: {e}")),
+            Ok((now, _)) if now != was => {
+                Some(format!("its {what} {path} was replaced while open"))
+            }
+            Ok(_) => None,
         }
     }
 }

@@ -200,11 +200,16 @@ fn fatal_reason(store: &dyn Store, path: &Path) -> String {
 async fn removed_or_replaced_files_fail_an_open_store() {
     let dir = tempfile::tempdir().expect("tempdir");
     type Tamper = fn(&Path, &Path);
-    let cases: [(&str, Tamper, &str); 3] = [
+    let cases: [(&str, Tamper, &str); 4] = [
         (
             "wal-removed",
             |db, _| std::fs::remove_file(companion(db, "-wal")).expect("remove -wal"),
             "write-ahead log",
+        ),
+        (
+            "shm-removed",
+            |db, _| std::fs::remove_file(companion(db, "-shm")).expect("remove -shm"),
+            "shared-memory index",
         ),
         (
             "db-replaced",
