@@ -2,7 +2,8 @@
 # Checks the other direction of Zuul compatibility: span info written by
 # this project is accepted by Zuul's own Python `restoreSpan` and
 # `endSavedSpan`, and Zuul then exports the ids, parent, start time,
-# links and attributes we saved.
+# links and attributes we saved. Our `kind` key, which Zuul does not know,
+# is ignored (Zuul exports every saved span as internal).
 #
 # Needs PyPI (it installs the published zuul package without its
 # dependencies, next to opentelemetry-sdk, into a virtual environment), so it
@@ -28,10 +29,11 @@ cd "$work"
 "$dspans" span start QueueItem --start-time 1700000001.25 \
     --link-context "$("$dspans" span context root.json)" --link-attr rel=GerritTriggerEvent \
     --link-context 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01 >links.json
+"$dspans" span start QueueItem --kind server --start-time 1700000002.5 >kind.json
 "$dspans" span start JobRun --attr job=tox-py311 --attr voting=yes --include-attributes >attrs.json
 "$dspans" span child MergerJob --context "$("$dspans" span context child.json)" --save >remote.json
 
-"$venv/bin/python" - root.json child.json links.json attrs.json remote.json <<'PY'
+"$venv/bin/python" - root.json child.json links.json kind.json attrs.json remote.json <<'PY'
 import json, sys
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
@@ -66,8 +68,11 @@ for path in sys.argv[1:]:
         assert link.context.trace_id == saved["context"]["trace_id"], path
         assert link.context.span_id == saved["context"]["span_id"], path
         assert dict(link.attributes or {}) == saved["attributes"], path
+    assert span.kind == trace.SpanKind.INTERNAL, (path, span.kind)
     want = dict(info.get("attributes", {}), result="SUCCESS")
     assert dict(span.attributes) == want, (path, dict(span.attributes), want)
     checked += 1
+kinds = [json.loads(open(path).read()).get("kind") for path in sys.argv[1:]]
+assert kinds.count("server") == 1, kinds
 print(f"zuul 14.3.0 restoreSpan/endSavedSpan accepted {checked} span infos written by dspans")
 PY

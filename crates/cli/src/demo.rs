@@ -388,7 +388,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             };
             match (
                 attr(&s.attributes, "dspans.started_by"),
-                attr(&s.resource_attributes, "service.instance.id"),
+                attr(&s.attributes, "dspans.ended_by"),
             ) {
                 (Some(starter), Some(ender)) => starter != ender,
                 _ => false,

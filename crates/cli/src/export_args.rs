@@ -104,6 +104,7 @@ impl Session {
             .build();
         let tracer = DurableTracer::builder("dspans")
             .with_resource(resource.clone())
+            .with_sampler(options.sampler())
             .with_span_processor(collector.clone())
             .build();
         Ok(Session {

@@ -78,20 +78,36 @@ enum BenchCommand {
     Pipeline(bench_pipeline::BenchPipelineArgs),
 }
 
-fn main() -> ExitCode {
+/// Logs to stderr, in colour on a terminal unless `NO_COLOR` is set. Without
+/// `RUST_LOG`, warnings and errors; components also log a line per item
+/// and per build (info of the pipeline crate), so one started by hand shows
+/// what it does.
+fn init_logging(command: &Command) {
+    let default = match command {
+        Command::Scheduler(_) | Command::Executor(_) | Command::Merger(_) => {
+            "warn,dspans_pipeline=info"
+        }
+        _ => "warn",
+    };
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(colour)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
         )
         .init();
+}
+
+fn main() -> ExitCode {
     let matches = Cli::command().get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
+    init_logging(&cli.command);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

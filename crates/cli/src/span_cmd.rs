@@ -5,12 +5,12 @@ use std::io::Read as _;
 use std::path::Path;
 
 use anyhow::{bail, Context as _};
-use clap::{ArgMatches, Args, Subcommand};
+use clap::{ArgMatches, Args, Subcommand, ValueEnum};
 use durable_spans::{
     parent_context, parse_attribute_object, ChildOptions, EndOptions, SavedSpanOptions,
     SpanContext, SpanInfo, Timestamp,
 };
-use opentelemetry::trace::{Link, Span as _, TraceContextExt as _};
+use opentelemetry::trace::{Link, Span as _, SpanKind, TraceContextExt as _};
 use opentelemetry::{Context, KeyValue};
 
 use crate::export_args::{ExportArgs, Session};
@@ -54,6 +54,37 @@ pub struct StartArgs {
     /// Persist start attributes in the span info (by default attributes belong at the end).
     #[arg(long)]
     pub include_attributes: bool,
+    /// Span kind, saved in the span info and exported when the span ends
+    /// (a CI/CD pipeline run is `server`).
+    #[arg(long, value_enum, default_value_t = KindArg::Internal)]
+    pub kind: KindArg,
+}
+
+/// An OpenTelemetry span kind, as named on the command line.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KindArg {
+    /// An operation inside the application (the default).
+    Internal,
+    /// The server side of a request, or a run such as a CI/CD pipeline's.
+    Server,
+    /// The client side of a request.
+    Client,
+    /// The sender of a message.
+    Producer,
+    /// The receiver of a message.
+    Consumer,
+}
+
+impl From<KindArg> for SpanKind {
+    fn from(kind: KindArg) -> SpanKind {
+        match kind {
+            KindArg::Internal => SpanKind::Internal,
+            KindArg::Server => SpanKind::Server,
+            KindArg::Client => SpanKind::Client,
+            KindArg::Producer => SpanKind::Producer,
+            KindArg::Consumer => SpanKind::Consumer,
+        }
+    }
 }
 
 /// `dspans span end`.
@@ -115,6 +146,9 @@ pub struct ChildArgs {
     /// With --save: persist the attributes in the span info.
     #[arg(long, requires = "save")]
     pub include_attributes: bool,
+    /// Span kind; with --save, saved in the span info.
+    #[arg(long, value_enum, default_value_t = KindArg::Internal)]
+    pub kind: KindArg,
     #[command(flatten)]
     pub export: ExportArgs,
 }
@@ -147,7 +181,9 @@ fn start(args: StartArgs, matches: Option<&ArgMatches>) -> anyhow::Result<()> {
         (None, Some(value)) => parent_context(Some(&resolve_context(value)?)),
         (None, None) => Context::new(),
     };
-    let mut options = SavedSpanOptions::new().parent(parent);
+    let mut options = SavedSpanOptions::new()
+        .parent(parent)
+        .kind(args.kind.into());
     options.start_time = args.start_time;
     options.links = links(&args, matches)?;
     options.attributes = parse_kv(&args.attr)?;
@@ -234,7 +270,9 @@ async fn child(args: ChildArgs) -> anyhow::Result<()> {
     )?;
     let session = Session::new(&args.export)?;
     if args.save {
-        let mut options = SavedSpanOptions::new().parent(parent_context(Some(&ctx)));
+        let mut options = SavedSpanOptions::new()
+            .parent(parent_context(Some(&ctx)))
+            .kind(args.kind.into());
         options.start_time = args.start_time;
         options.attributes = attributes;
         options.include_attributes = args.include_attributes;
@@ -248,6 +286,7 @@ async fn child(args: ChildArgs) -> anyhow::Result<()> {
     let options = ChildOptions {
         start_time: args.start_time,
         attributes,
+        kind: Some(args.kind.into()),
         ..ChildOptions::default()
     };
     let mut span = session

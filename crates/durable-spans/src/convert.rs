@@ -102,7 +102,8 @@ fn span_links(links: Vec<LinkInfo>, max: usize) -> SpanLinks {
     out
 }
 
-fn kind_of(kind: &SpanKind) -> Kind {
+/// The saved form of a span kind.
+pub(crate) fn kind_of(kind: &SpanKind) -> Kind {
     match kind {
         SpanKind::Server => Kind::Server,
         SpanKind::Client => Kind::Client,
@@ -157,6 +158,7 @@ pub(crate) fn span_data_of_info(
     let span_context = otel_context(info.trace_id, info.span_id, flags, is_remote);
     let (parent_span_id, parent_span_is_remote) = parent_fields(info.parent);
     let start_time = info.start_time.to_system_time();
+    let span_kind = span_kind(info.kind);
     let (name, attributes, links) = match info {
         Cow::Borrowed(info) => (
             info.name.clone(),
@@ -169,7 +171,7 @@ pub(crate) fn span_data_of_info(
         span_context,
         parent_span_id,
         parent_span_is_remote,
-        span_kind: SpanKind::Internal,
+        span_kind,
         start_time,
         end_time: start_time,
         name: Cow::Owned(name),
@@ -194,6 +196,7 @@ pub(crate) fn span_info_of_data(data: &SpanData) -> SpanInfo {
         parent: parent_of(data),
         links: data.links.iter().cloned().map(link_info).collect(),
         attributes: data.attributes.clone(),
+        kind: kind_of(&data.span_kind),
     }
 }
 
@@ -277,6 +280,7 @@ impl FinishedSpan {
             parent: self.parent,
             links: self.links.clone(),
             attributes: self.attributes.clone(),
+            kind: self.kind,
         }
     }
 }

@@ -4,20 +4,23 @@
 //! general decoder costs more than starting and ending an SDK span. Span
 //! info as Zuul and this library write it is a flat object of a few known
 //! keys, so this reader handles exactly that shape (any key order, any
-//! whitespace, `parent` null or an object) and returns `None` for anything
-//! else: escapes in strings, links, attributes, unknown or repeated keys,
-//! numbers outside the JSON grammar. The caller then uses the full serde
+//! whitespace, `parent` null or an object, `kind` absent or a known name)
+//! and returns `None` for anything else: escapes in strings, links,
+//! attributes, unknown or repeated keys, a `null` or unknown kind, numbers
+//! outside the JSON grammar. The caller then uses the full serde
 //! decoder, which gives the precise error. Property tests check that the
 //! paths agree.
 //!
-//! Text exactly as this library writes it (compact, keys in field order) is
-//! read first by comparing each key as a constant ([`decode_compact`]);
+//! Text exactly as this library writes it (compact, keys in field order,
+//! `kind` last and only when not internal) is read first by comparing each
+//! key as a constant ([`decode_compact`]);
 //! anything else of the common shape, Zuul's spaced form included, by
 //! looking each key up ([`decode_any_order`]). Both use the same value
 //! readers. Strings and numbers are scanned eight bytes at a time, and a
 //! parent's trace id, almost always the span's own, is compared with the
 //! text already read instead of being parsed again.
 
+use crate::finished::Kind;
 use crate::ids::{digit_run, read_integer};
 use crate::refs::ParentInfo;
 use crate::time::Timestamp;
@@ -31,6 +34,7 @@ pub(crate) struct Fields<'a> {
     pub trace_flags: u8,
     pub start_time: Timestamp,
     pub parent: Option<ParentInfo>,
+    pub kind: Kind,
 }
 
 enum Number<'a> {
@@ -48,6 +52,7 @@ enum Key {
     StartTime,
     Parent,
     IsRemote,
+    Kind,
 }
 
 /// The index of the quote that closes a string whose body starts at `from`,
@@ -130,6 +135,7 @@ impl<'a> Cursor<'a> {
             }
             b'p' => known(Key::Parent, b"parent\""),
             b'i' => known(Key::IsRemote, b"is_remote\""),
+            b'k' => known(Key::Kind, b"kind\""),
             _ => None,
         }?;
         self.at += len;
@@ -206,6 +212,12 @@ impl<'a> Cursor<'a> {
         let text = &self.bytes[start..self.at];
         self.trace_id.get_or_insert((text, value));
         Some(value)
+    }
+
+    /// A kind by name; `null` and unknown names are left to the full
+    /// decoder, which reads them as internal.
+    fn kind(&mut self) -> Option<Kind> {
+        Kind::from_name(self.string()?)
     }
 
     fn boolean(&mut self) -> Option<bool> {
@@ -298,8 +310,9 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Fields<'_>> {
 }
 
 /// Span info exactly as this library writes it (compact, keys in the order
-/// of [`SpanInfo`](crate::SpanInfo)'s fields, no links or attributes): each
-/// key is compared as a constant instead of being read and looked up.
+/// of [`SpanInfo`](crate::SpanInfo)'s fields, no links or attributes, so
+/// `kind`, when written, right after `parent`): each key is compared as a
+/// constant instead of being read and looked up.
 pub(crate) fn decode_compact(bytes: &[u8]) -> Option<Fields<'_>> {
     let mut c = Cursor {
         bytes,
@@ -334,6 +347,10 @@ pub(crate) fn decode_compact(bytes: &[u8]) -> Option<Fields<'_>> {
             })
         }
     };
+    let kind = match c.expect(b",\"kind\":") {
+        Some(()) => c.kind()?,
+        None => Kind::Internal,
+    };
     c.expect(b"}")?;
     (c.at == bytes.len()).then_some(Fields {
         name,
@@ -342,6 +359,7 @@ pub(crate) fn decode_compact(bytes: &[u8]) -> Option<Fields<'_>> {
         trace_flags,
         start_time,
         parent,
+        kind,
     })
 }
 
@@ -355,6 +373,7 @@ fn decode_any_order(bytes: &[u8]) -> Option<Fields<'_>> {
     };
     let (mut name, mut trace_id, mut span_id, mut flags, mut start, mut parent_slot) =
         (None, None, None, None, None, None);
+    let mut kind = None;
     cursor.object(|c, key| match key {
         Key::Name => set_once(&mut name, c.string()?),
         Key::TraceId => set_once(&mut trace_id, c.trace_id()?),
@@ -362,6 +381,7 @@ fn decode_any_order(bytes: &[u8]) -> Option<Fields<'_>> {
         Key::TraceFlags => set_once(&mut flags, u8::try_from(c.u64()?).ok()?),
         Key::StartTime => set_once(&mut start, start_time(c.number()?)?),
         Key::Parent => set_once(&mut parent_slot, parent(c)?),
+        Key::Kind => set_once(&mut kind, c.kind()?),
         Key::IsRemote => None,
     })?;
     cursor.skip_ws();
@@ -375,6 +395,7 @@ fn decode_any_order(bytes: &[u8]) -> Option<Fields<'_>> {
         trace_flags: flags?,
         start_time: start?,
         parent: parent_slot.flatten(),
+        kind: kind.unwrap_or_default(),
     })
 }
 

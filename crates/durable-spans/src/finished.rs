@@ -95,6 +95,32 @@ pub enum Kind {
     Consumer,
 }
 
+impl Kind {
+    /// The kind of a lowercase name, as JSON writes it; `None` for any
+    /// other text.
+    ///
+    /// ```
+    /// use durable_spans::Kind;
+    /// assert_eq!(Kind::from_name("server"), Some(Kind::Server));
+    /// assert_eq!(Kind::from_name("Server"), None);
+    /// ```
+    pub fn from_name(name: &str) -> Option<Kind> {
+        match name {
+            "internal" => Some(Kind::Internal),
+            "server" => Some(Kind::Server),
+            "client" => Some(Kind::Client),
+            "producer" => Some(Kind::Producer),
+            "consumer" => Some(Kind::Consumer),
+            _ => None,
+        }
+    }
+
+    /// Whether this is the default kind, which span info leaves unwritten.
+    pub fn is_internal(&self) -> bool {
+        *self == Kind::Internal
+    }
+}
+
 /// Span status.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "code", rename_all = "lowercase")]

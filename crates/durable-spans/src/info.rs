@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::context::SpanContext;
 use crate::error::DecodeError;
+use crate::finished::Kind;
 use crate::refs::{LinkInfo, ParentInfo};
 use crate::time::Timestamp;
 
@@ -17,7 +18,11 @@ use crate::time::Timestamp;
 /// The JSON form is Zuul's (`getSpanInfo`): ids are decimal JSON integers,
 /// `start_time` is integer nanoseconds when written (float seconds are
 /// accepted when read), `parent` is always written, `links` and
-/// `attributes` only when not empty.
+/// `attributes` only when not empty. `kind` is this library's addition
+/// (Zuul has none and its `restoreSpan` ignores the key): written last, as
+/// a lowercase name, and only when not internal, so span info of internal
+/// spans is exactly Zuul's. A missing key, `null` or an unknown name reads
+/// as internal.
 ///
 /// ```
 /// use durable_spans::SpanInfo;
@@ -62,6 +67,13 @@ pub struct SpanInfo {
         deserialize_with = "crate::attributes::deserialize_persisted"
     )]
     pub attributes: Vec<KeyValue>,
+    /// Span kind, exported when the span ends. Zuul writes none: internal.
+    #[serde(
+        default,
+        skip_serializing_if = "Kind::is_internal",
+        deserialize_with = "deserialize_kind"
+    )]
+    pub kind: Kind,
 }
 
 impl SpanInfo {
@@ -87,6 +99,7 @@ impl SpanInfo {
             parent: fields.parent,
             links: Vec::new(),
             attributes: Vec::new(),
+            kind: fields.kind,
         }))
     }
 
@@ -130,6 +143,16 @@ impl fmt::Display for SpanInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.to_json())
     }
+}
+
+/// A kind name; `null` and names of kinds this version does not know read
+/// as internal, so span info written by a newer version stays readable.
+fn deserialize_kind<'de, D: Deserializer<'de>>(d: D) -> Result<Kind, D::Error> {
+    let name = Option::<String>::deserialize(d)?;
+    Ok(name
+        .as_deref()
+        .and_then(Kind::from_name)
+        .unwrap_or_default())
 }
 
 fn deserialize_null_as_empty<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
@@ -188,12 +211,14 @@ pub mod lenient {
 #[cfg(test)]
 mod tests {
     use super::SpanInfo;
+    use crate::finished::Kind;
     use crate::refs::ParentInfo;
     use crate::time::Timestamp;
 
     /// Span info of every edge the compact reader meets: ids of every
     /// length up to 2^128, negative and extreme start times, flags up to
-    /// 255, names that need escapes or are not ASCII, parents or none.
+    /// 255, names that need escapes or are not ASCII, parents or none,
+    /// every kind.
     fn edge_cases() -> Vec<SpanInfo> {
         let names = [
             "Build",
@@ -235,12 +260,21 @@ mod tests {
                         parent,
                         links: Vec::new(),
                         attributes: Vec::new(),
+                        kind: KINDS[(n + 2 * m + k) % KINDS.len()],
                     });
                 }
             }
         }
         infos
     }
+
+    const KINDS: [Kind; 5] = [
+        Kind::Internal,
+        Kind::Server,
+        Kind::Client,
+        Kind::Producer,
+        Kind::Consumer,
+    ];
 
     #[test]
     fn what_this_library_writes_is_read_back_by_the_compact_reader() {
@@ -257,10 +291,26 @@ mod tests {
     }
 
     #[test]
+    fn the_kind_is_written_last_and_only_when_not_internal() {
+        let mut info = edge_cases().swap_remove(0);
+        info.kind = Kind::Internal;
+        let internal = info.to_json();
+        assert!(!internal.contains("kind"), "{internal}");
+        info.kind = Kind::Server;
+        let server = info.to_json();
+        assert_eq!(
+            server,
+            format!("{},\"kind\":\"server\"}}", &internal[..internal.len() - 1])
+        );
+    }
+
+    #[test]
     fn common_shapes_take_the_fast_path_and_read_as_the_full_decoder_does() {
         let texts = [
             r#"{"name":"Build","trace_id":318612875816519240775927099093197183224,"span_id":11647841543826717486,"trace_flags":1,"start_time":1795556335255304756,"parent":{"trace_id":318612875816519240775927099093197183224,"span_id":12345678901234567890,"is_remote":true}}"#,
             r#"{"name": "BuildSet", "trace_id": 161266188067846495664995866757382758091, "span_id": 5390140552462790154, "trace_flags": 3, "start_time": 1700000000.123456, "parent": null}"#,
+            r#"{"name":"QueueItem","trace_id":318612875816519240775927099093197183224,"span_id":11647841543826717486,"trace_flags":1,"start_time":1795556335255304756,"parent":null,"kind":"server"}"#,
+            r#"{"kind": "consumer", "name": "Build", "trace_id": 5, "span_id": 6, "trace_flags": 1, "start_time": 1700000000.5, "parent": null}"#,
         ];
         for text in texts {
             assert!(

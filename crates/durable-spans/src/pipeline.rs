@@ -28,12 +28,18 @@ pub(crate) struct Pipeline {
 }
 
 impl Pipeline {
-    /// Hands finished span data to every processor, in order.
+    /// Hands finished span data to every processor, in order; data
+    /// without the sampled flag goes nowhere, as the SDKs' processors drop
+    /// unsampled spans (the Rust SDK never gives them any: its unsampled
+    /// spans do not record).
     ///
     /// Inlined, with the usual single processor apart: span data is large,
     /// and each function it passes through by value may copy it.
     #[inline(always)]
     pub fn export(&self, data: SpanData) {
+        if !data.span_context.is_sampled() {
+            return;
+        }
         match self.processors.as_slice() {
             [only] => only.0.on_end(data),
             processors => export_each(processors, data),

@@ -15,7 +15,7 @@ use opentelemetry_sdk::Resource;
 
 use crate::context::SpanContext;
 use crate::convert::{
-    finished_of_data, link_info, parent_info, span_data_of_info, u128_of, u64_of,
+    finished_of_data, kind_of, link_info, parent_info, span_data_of_info, u128_of, u64_of,
 };
 use crate::end::{end_span, EndOptions};
 use crate::finished::FinishedSpan;
@@ -45,7 +45,10 @@ pub enum StartError {
 ///
 /// ```
 /// use durable_spans::{SavedSpanOptions, Timestamp};
-/// let options = SavedSpanOptions::new().start_time(Timestamp::from_secs_f64(1700000000.5).unwrap());
+/// use opentelemetry::trace::SpanKind;
+/// let options = SavedSpanOptions::new()
+///     .start_time(Timestamp::from_secs_f64(1700000000.5).unwrap())
+///     .kind(SpanKind::Server);
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct SavedSpanOptions {
@@ -59,10 +62,14 @@ pub struct SavedSpanOptions {
     pub attributes: Vec<KeyValue>,
     /// Persist `attributes` in the span info.
     pub include_attributes: bool,
+    /// Span kind, saved in the span info and exported at the end; internal
+    /// when `None`.
+    pub kind: Option<SpanKind>,
 }
 
 impl SavedSpanOptions {
-    /// Defaults: now, the current context as parent, no links, no attributes.
+    /// Defaults: now, the current context as parent, no links, no
+    /// attributes, internal kind.
     pub fn new() -> Self {
         Self::default()
     }
@@ -79,6 +86,13 @@ impl SavedSpanOptions {
     /// Adds a link.
     pub fn link(mut self, link: Link) -> Self {
         self.links.push(link);
+        self
+    }
+    /// Sets the span kind, for example `SpanKind::Server` for a CI/CD
+    /// pipeline run. Spans of another kind than internal save it in their
+    /// info (Zuul ignores the key).
+    pub fn kind(mut self, kind: SpanKind) -> Self {
+        self.kind = Some(kind);
         self
     }
     /// Sets start attributes and asks for them to be persisted.
@@ -331,11 +345,12 @@ impl DurableTracer {
             None => self.inner.id_generator.new_trace_id(),
         };
         let span_id = self.inner.id_generator.new_span_id();
+        let kind = options.kind.unwrap_or(SpanKind::Internal);
         let decision = self.inner.sampler.should_sample(
             Some(&cx),
             trace_id,
             &name,
-            &SpanKind::Internal,
+            &kind,
             &options.attributes,
             &options.links,
         );
@@ -360,6 +375,7 @@ impl DurableTracer {
             } else {
                 Vec::new()
             },
+            kind: kind_of(&kind),
         })
     }
 
@@ -476,7 +492,8 @@ impl DurableTracer {
     }
 
     /// Exports finished span data through the provider's processors. Spans
-    /// without the sampled flag are dropped by the processors, as usual.
+    /// without the sampled flag are dropped, as the SDKs' processors drop
+    /// them.
     pub fn export(&self, span: FinishedSpan) {
         let pipeline = &self.inner.pipeline;
         pipeline.export(span.into_span_data(&pipeline.scope));

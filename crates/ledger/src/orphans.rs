@@ -7,7 +7,7 @@ use std::time::Duration;
 use dspans_store::validate_path;
 use durable_spans::{DurableTracer, EndOptions, FinishedSpan, SpanInfo};
 use opentelemetry::trace::Status;
-use opentelemetry::KeyValue;
+use opentelemetry::{Key, KeyValue};
 
 use crate::entry::Entry;
 use crate::error::LedgerError;
@@ -122,9 +122,18 @@ impl Ledger {
 
 /// The finished form of a saved span whose owner vanished (`None` for span
 /// data without ids).
+/// `error.type` is `orphaned`; `dspans.ended_by` is the sweeping
+/// process's `service.instance.id`, when its resource has one.
 fn orphan_end(tracer: &DurableTracer, info: &SpanInfo, owner: &str) -> Option<FinishedSpan> {
+    let mut attributes = vec![
+        KeyValue::new("dspans.orphaned", true),
+        KeyValue::new("error.type", "orphaned"),
+    ];
+    if let Some(sweeper) = tracer.resource().get(&Key::new("service.instance.id")) {
+        attributes.push(KeyValue::new("dspans.ended_by", sweeper));
+    }
     let options = EndOptions::new()
         .status(Status::error(format!("owner {owner} is gone")))
-        .attributes(vec![KeyValue::new("dspans.orphaned", true)]);
+        .attributes(attributes);
     tracer.finish_saved_span(Some(info), options)
 }

@@ -44,6 +44,7 @@ mod options;
 mod parse;
 pub mod receiver;
 mod retry;
+mod sampling;
 mod tls;
 mod values;
 pub mod view;
@@ -54,7 +55,7 @@ pub use jsonl::{
     JsonLinesExporter, JsonLinesWriter, LinesRead, ReadError, MAX_LINE_BYTES,
 };
 pub use options::{
-    Compression, ExportOptions, OptionsError, Protocol, DEFAULT_GRPC_ENDPOINT,
+    Compression, ExportOptions, OptionsError, Protocol, SamplerName, DEFAULT_GRPC_ENDPOINT,
     DEFAULT_HTTP_ENDPOINT, DEFAULT_SERVICE_NAME, DEFAULT_TIMEOUT_MS, ENV_VARS, TRACES_PATH,
 };
 pub use retry::RetryingExporter;

@@ -27,6 +27,12 @@ pub enum OptionsError {
     /// `compression` names something we do not support.
     #[error("unsupported OTLP compression `{0}`: expected \"gzip\" or \"none\"")]
     UnknownCompression(String),
+    /// `sampler` names no sampler we know.
+    #[error(
+        "unknown sampler `{0}`: expected always_on, always_off, traceidratio, \
+         parentbased_always_on, parentbased_always_off or parentbased_traceidratio"
+    )]
+    UnknownSampler(String),
     /// Two options contradict each other.
     #[error("[tracing] options conflict: {0}")]
     Conflict(String),

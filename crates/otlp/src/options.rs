@@ -11,6 +11,7 @@ pub use crate::option_values::{Compression, OptionsError, Protocol};
 use crate::parse::{
     de_compression, de_opt_millis, de_opt_zuul_bool, de_zuul_bool, parse_compression, parse_headers,
 };
+pub use crate::sampling::SamplerName;
 
 /// Service name used when neither the file nor `OTEL_SERVICE_NAME` sets one.
 pub const DEFAULT_SERVICE_NAME: &str = "dspans";
@@ -83,6 +84,13 @@ pub struct ExportOptions {
     /// `gzip`, or `none`.
     #[serde(default, deserialize_with = "de_compression")]
     pub compression: Option<Compression>,
+    /// Head sampler of new traces (default `parentbased_always_on`; see
+    /// [`SamplerName`]).
+    #[serde(default)]
+    pub sampler: Option<SamplerName>,
+    /// The ratio of the `traceidratio` samplers, from 0 to 1 (default 1).
+    #[serde(default)]
+    pub sampler_arg: Option<f64>,
     /// Full traces URL from `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, used as is.
     #[serde(skip)]
     pub traces_endpoint_override: Option<String>,
@@ -104,6 +112,8 @@ pub const ENV_VARS: &[&str] = &[
     "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
     "OTEL_EXPORTER_OTLP_HEADERS",
     "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
 ];
 
 impl ExportOptions {
@@ -192,6 +202,10 @@ impl ExportOptions {
         if self.timeout == Some(0) {
             return Err(OptionsError::Conflict("timeout must be above 0 ms".into()));
         }
+        if let Some(ratio) = self.sampler_arg {
+            crate::sampling::check_ratio(ratio)
+                .map_err(|reason| OptionsError::Conflict(format!("sampler_arg: {reason}")))?;
+        }
         let url = self.traces_endpoint();
         check_url(&url, self.protocol)?;
         Ok(())
@@ -279,7 +293,42 @@ impl ExportOptions {
                 reason,
             })?;
         }
+        if let Some((var, v)) = get("OTEL_TRACES_SAMPLER") {
+            let name: SamplerName = v.parse().map_err(|e: OptionsError| OptionsError::Env {
+                var,
+                value: v.clone(),
+                reason: e.to_string(),
+            })?;
+            self.sampler = Some(name);
+        }
+        if let Some((var, v)) = get("OTEL_TRACES_SAMPLER_ARG") {
+            let ratio = v
+                .parse::<f64>()
+                .map_err(|_| "expected a number".to_string())
+                .and_then(|ratio| crate::sampling::check_ratio(ratio).map(|()| ratio))
+                .map_err(|reason| OptionsError::Env {
+                    var,
+                    value: v.clone(),
+                    reason,
+                })?;
+            self.sampler_arg = Some(ratio);
+        }
         Ok(())
+    }
+
+    /// The head sampler of new traces these options ask for.
+    ///
+    /// ```
+    /// use dspans_otlp::ExportOptions;
+    /// let opts: ExportOptions = toml::from_str(r#"
+    ///     sampler = "parentbased_traceidratio"
+    ///     sampler_arg = 0.25
+    /// "#).unwrap();
+    /// opts.validate().unwrap();
+    /// let _sampler = opts.sampler();
+    /// ```
+    pub fn sampler(&self) -> Box<dyn opentelemetry_sdk::trace::ShouldSample> {
+        self.sampler.unwrap_or_default().sampler(self.sampler_arg)
     }
 
     /// [`apply_env`](Self::apply_env) with the process environment.

@@ -139,8 +139,10 @@ fn resource(config: &Config, instance: &str) -> opentelemetry_sdk::Resource {
 
 /// A component's tracer (`instance` names the process). Ordinary spans
 /// (job runs, event processing) are exported in batches; saved spans go
-/// through the span ledger's outbox instead. With tracing disabled nothing
-/// is sampled, so nothing is tracked or exported.
+/// through the span ledger's outbox instead. New traces are sampled as
+/// `[tracing] sampler` says (children follow the decision saved with their
+/// trace); with tracing disabled nothing is sampled, so nothing is tracked
+/// or exported.
 pub fn tracer(
     config: &Config,
     kind: Kind,
@@ -163,7 +165,10 @@ pub fn tracer(
     let processor = BatchSpanProcessor::builder(exporter)
         .with_batch_config(batch)
         .build();
-    Ok(builder.with_span_processor(processor).build())
+    Ok(builder
+        .with_sampler(config.tracing.sampler())
+        .with_span_processor(processor)
+        .build())
 }
 
 fn span_exporter(config: &Config, kind: Kind) -> Result<dspans_otlp::Exporter, ComponentError> {

@@ -89,14 +89,7 @@ impl Executor {
             executor = %self.name, request = %claim.job.id, build = %request.build_uuid,
             job = %request.job, "build started"
         );
-        let exec = self.tracer.start_span_in_context(
-            request.span_context.as_ref(),
-            "JobExecution",
-            ChildOptions {
-                attributes: vec![KeyValue::new("hostname", self.hostname.clone())],
-                ..ChildOptions::default()
-            },
-        );
+        let exec = self.start_job_execution(&request);
         let exec_cx = Context::new().with_span(exec);
         let mut run_span = self.tracer.tracer().start_with_context("JobRun", &exec_cx);
         let traceparent = span_context_of(&run_span).to_traceparent();
@@ -115,9 +108,25 @@ impl Executor {
             "exit_code",
             i64::from(exit_code.unwrap_or(-1)),
         ));
-        if let Some(detail) = &detail {
-            run_span.set_status(Status::error(detail.clone()));
-            exec_cx.span().set_status(Status::error(detail.clone()));
+        if let Some(code) = exit_code {
+            run_span.set_attribute(KeyValue::new("process.exit.code", i64::from(code)));
+        }
+        let failure = match (&detail, exit_code) {
+            (Some(detail), _) => Some(detail.clone()),
+            (None, Some(code)) if code != 0 => Some(format!("exited with {code}")),
+            _ => None,
+        };
+        if let Some(description) = failure {
+            // A build handed back at shutdown is not the job's failure.
+            let error_type = match outcome {
+                Outcome::Aborted => "interrupted",
+                _ => result.as_str(),
+            };
+            run_span.set_attribute(KeyValue::new("error.type", error_type));
+            run_span.set_status(Status::error(description.clone()));
+            let exec = exec_cx.span();
+            exec.set_attribute(KeyValue::new("error.type", error_type));
+            exec.set_status(Status::error(description));
         }
         run_span.end();
         exec_cx.span().end();
@@ -153,6 +162,23 @@ impl Executor {
             .await;
     }
 
+    /// Starts the `JobExecution` span, a remote child of the `Build` span,
+    /// with the executor as the CI/CD worker.
+    fn start_job_execution(&self, request: &BuildRequest) -> opentelemetry_sdk::trace::Span {
+        self.tracer.start_span_in_context(
+            request.span_context.as_ref(),
+            "JobExecution",
+            ChildOptions {
+                attributes: vec![
+                    KeyValue::new("hostname", self.hostname.clone()),
+                    KeyValue::new("cicd.worker.id", self.name.clone()),
+                    KeyValue::new("cicd.worker.name", self.name.clone()),
+                ],
+                ..ChildOptions::default()
+            },
+        )
+    }
+
     /// Completes a request whose job this executor's config does not name:
     /// nothing runs, the build ends `CONFIG_ERROR`, and its `JobExecution`
     /// span ends with an error status saying why.
@@ -162,14 +188,11 @@ impl Executor {
             request.job, self.name
         );
         tracing::error!(request = %claim.job.id, build = %request.build_uuid, "{why}");
-        let mut exec = self.tracer.start_span_in_context(
-            request.span_context.as_ref(),
-            "JobExecution",
-            ChildOptions {
-                attributes: vec![KeyValue::new("hostname", self.hostname.clone())],
-                ..ChildOptions::default()
-            },
-        );
+        let mut exec = self.start_job_execution(&request);
+        exec.set_attribute(KeyValue::new(
+            "error.type",
+            BuildResult::ConfigError.as_str(),
+        ));
         exec.set_status(Status::error(why.clone()));
         exec.end();
         let now = Timestamp::now();

@@ -39,7 +39,9 @@ use durable_spans::ChildOptions;
 use opentelemetry::trace::{Span as _, Status};
 use opentelemetry::KeyValue;
 
-use crate::model::{ChangeRef, MergeCompleted, MergeRequest, MergeResult, ModelError, ResultEvent};
+use crate::model::{
+    ChangeRef, MergeCompleted, MergeRequest, MergeResult, ModelError, ResultEvent, WorkResult as _,
+};
 use crate::process::{self, Abort, Outcome, OutputMode};
 use crate::scratch;
 use crate::worker::{decode_request, PartialRequest, Queue, Role, Worker};
@@ -114,7 +116,8 @@ impl Merger {
         let merged = match self.merge(&request.changes, &abort).await {
             Ok(merged) => merged,
             Err(GitFailure::Aborted) => {
-                span.set_status(Status::error("interrupted by merger shutdown"));
+                span.set_attribute(KeyValue::new("error.type", "interrupted"));
+                span.set_status(Status::error("interrupted by merger shutdown; handed back"));
                 span.end();
                 tracing::warn!(merger = %self.name, request = %claim.job.id,
                     "merge interrupted by shutdown; handing the request back");
@@ -134,8 +137,13 @@ impl Merger {
                 message: Some(message),
             },
         };
-        if merged.result == MergeResult::Error {
-            span.set_status(Status::error(merged.message.clone().unwrap_or_default()));
+        if merged.result.is_failure() {
+            let message = merged.message.as_deref().unwrap_or_default();
+            span.set_attribute(KeyValue::new("error.type", merged.result.as_str()));
+            span.set_status(Status::error(format!(
+                "{}: {message}",
+                merged.result.as_str()
+            )));
         }
         span.end();
         tracing::info!(merger = %self.name, merge = %request.uuid, result = %merged.result,

@@ -49,13 +49,34 @@ fn run_demo(extra: &[&str]) {
         .expect("a span count");
     let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
     assert_eq!(
-        html.matches("class=\"span-row\"").count(),
+        html.matches("<div class=\"span-row").count(),
         spans,
         "one row per span"
     );
     let requests = dspans_otlp::read_json_lines(dir.path().join("traces.jsonl")).unwrap();
     let exported: usize = requests.iter().map(dspans_otlp::receiver::span_count).sum();
     assert_eq!(exported, spans);
+    // The summary's handovers are the spans whose ender is not their
+    // starter, whatever their name.
+    let handed_over: usize = stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("spans ended by another process:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("a handover count");
+    let by = |span: &dspans_otlp::proto::trace::v1::Span, key: &str| {
+        span.attributes
+            .iter()
+            .find(|kv| kv.key == key)
+            .and_then(|kv| kv.value.clone())
+    };
+    let in_file = dspans_otlp::receiver::spans_of(&requests)
+        .iter()
+        .filter(|s| {
+            let (started, ended) = (by(s, "dspans.started_by"), by(s, "dspans.ended_by"));
+            started.is_some() && ended.is_some() && started != ended
+        })
+        .count();
+    assert_eq!(handed_over, in_file, "{stdout}");
 }
 
 #[rstest]

@@ -9,6 +9,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use dspans_otlp::proto::common::v1::any_value::Value;
+use dspans_otlp::proto::trace::v1::span::SpanKind;
+use dspans_otlp::proto::trace::v1::status::StatusCode;
 use dspans_otlp::proto::trace::v1::Span;
 use dspans_test_support::{attr, string, wait_for, Backend, TestReceiver};
 use rstest::rstest;
@@ -225,6 +227,21 @@ fn gate_three_changes(#[case] backend: Backend) {
     for build in &names["Build"] {
         assert_eq!(attr(&build.attributes, "result"), Some(&string("SUCCESS")));
     }
+    for span in &spans {
+        assert_eq!(status_of(span), (StatusCode::Unset, ""), "{}", span.name);
+    }
+    // Two schedulers: each saved span says which started and which ended it.
+    for name in ["QueueItem", "BuildSet", "Build", "Merge"] {
+        for span in &names[name] {
+            for key in ["dspans.started_by", "dspans.ended_by"] {
+                let by = attr(&span.attributes, key);
+                assert!(
+                    [Some(&string("scheduler-a")), Some(&string("scheduler-b"))].contains(&by),
+                    "{key} of {name}: {by:?}"
+                );
+            }
+        }
+    }
 }
 
 /// Scheduler A starts the item and its builds, dies by SIGKILL; B, started
@@ -263,6 +280,16 @@ fn handover_after_sigkill(#[case] backend: Backend) {
             "{name} in the item's trace"
         );
     }
+    // Started by A before its death, ended by B.
+    let item = names["QueueItem"][0];
+    assert_eq!(
+        attr(&item.attributes, "dspans.started_by"),
+        Some(&string("scheduler-a"))
+    );
+    assert_eq!(
+        attr(&item.attributes, "dspans.ended_by"),
+        Some(&string("scheduler-b"))
+    );
     let log_b = world.log("scheduler-b");
     assert!(
         log_b.contains("reported"),
@@ -325,44 +352,90 @@ fn git(dir: &Path, args: &[&str]) {
     );
 }
 
-#[rstest]
-#[case::sqlite(Backend::Sqlite)]
-#[case::zookeeper(Backend::Zookeeper)]
-fn merge_conflict_and_timeout_are_reported_and_traced(#[case] backend: Backend) {
-    let repo = tempfile::tempdir().unwrap();
-    let r = repo.path();
+/// A repository for changes 1–4: change 1 conflicts with main, the others
+/// merge (each touches a file of its own).
+fn repository_with_changes(r: &Path) {
     git(r, &["init", "-q", "-b", "main"]);
     std::fs::write(r.join("file"), "base\n").unwrap();
     git(r, &["add", "file"]);
     git(r, &["commit", "-qm", "base"]);
-    for (branch, text) in [("changes/1/1", "one\n"), ("changes/2/1", "base\n")] {
-        git(r, &["checkout", "-q", "-b", branch, "main"]);
-        std::fs::write(
-            r.join(if branch.contains("/2/") {
-                "other"
-            } else {
-                "file"
-            }),
-            text,
-        )
-        .unwrap();
+    for change in 1..=4 {
+        let branch = format!("changes/{change}/1");
+        git(r, &["checkout", "-q", "-b", &branch, "main"]);
+        let (file, text) = match change {
+            1 => ("file".to_string(), "one\n"),
+            n => (format!("other-{n}"), "base\n"),
+        };
+        std::fs::write(r.join(file), text).unwrap();
         git(r, &["add", "-A"]);
-        git(r, &["commit", "-qm", branch]);
+        git(r, &["commit", "-qm", &branch]);
     }
     git(r, &["checkout", "-q", "main"]);
     std::fs::write(r.join("file"), "main moved on\n").unwrap();
     git(r, &["commit", "-qam", "main moves"]);
+}
 
-    // Change 1 conflicts with main; change 2 merges but its unit job
-    // outlives the 2 s timeout.
-    let unit = r#"if [ "$DSPANS_CHANGE" = 2 ]; then sleep 30; fi"#;
+/// The values the CI/CD conventions allow for a pipeline (task) run result.
+const CICD_RESULTS: [&str; 6] = [
+    "success",
+    "failure",
+    "error",
+    "timeout",
+    "cancellation",
+    "skip",
+];
+
+fn status_of(span: &Span) -> (StatusCode, &str) {
+    span.status
+        .as_ref()
+        .map_or((StatusCode::Unset, ""), |status| {
+            (status.code(), status.message.as_str())
+        })
+}
+
+/// The change number of the item whose trace `span` is in.
+fn change_of(spans: &[Span], span: &Span) -> i64 {
+    let item = spans
+        .iter()
+        .find(|s| s.name == "QueueItem" && s.trace_id == span.trace_id)
+        .expect("the span's item");
+    match attr(&item.attributes, "vcs.change.id") {
+        Some(Value::StringValue(id)) => id.parse().unwrap(),
+        other => panic!("vcs.change.id of the item: {other:?}"),
+    }
+}
+
+/// The job a `Build`, `JobExecution` or `JobRun` span ran, through its
+/// parents up to the `Build` span.
+fn job_of<'a>(spans: &'a [Span], span: &'a Span) -> Option<&'a Value> {
+    let mut at = span;
+    while at.name != "Build" {
+        at = spans.iter().find(|p| p.span_id == at.parent_span_id)?;
+    }
+    attr(&at.attributes, "job")
+}
+
+/// Change 1 conflicts, change 2's unit job times out, change 3's fails,
+/// change 4 passes: each is reported so, and at the receiver exactly the
+/// spans of failed work end with status ERROR, a description and
+/// `error.type`; the pipeline run is a SERVER span with the CI/CD and VCS
+/// conventions' attributes; every saved span says who started and ended it.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::zookeeper(Backend::Zookeeper)]
+fn failed_work_is_reported_red_with_the_cicd_conventions(#[case] backend: Backend) {
+    let repo = tempfile::tempdir().unwrap();
+    let r = repo.path();
+    repository_with_changes(r);
+    let unit = r#"case "$DSPANS_CHANGE" in 2) sleep 30;; 3) exit 3;; esac"#;
     let mut world = World::new(backend, "independent", unit, Some(r));
     world.spawn("scheduler", "scheduler-a");
     world.spawn("executor", "executor-1");
     world.spawn("executor", "executor-2");
     world.spawn("merger", "merger-1");
-    world.enqueue(1);
-    world.enqueue(2);
+    for change in 1..=4 {
+        world.enqueue(change);
+    }
     world.wait_idle();
     let reports = world.reports();
     let report = |n: u64| {
@@ -372,29 +445,134 @@ fn merge_conflict_and_timeout_are_reported_and_traced(#[case] backend: Backend) 
             .unwrap()
             .clone()
     };
+    let unit_result = |n: u64| {
+        report(n)["builds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["job"] == "unit")
+            .unwrap()["result"]
+            .clone()
+    };
     assert_eq!(report(1)["result"], "MERGE_CONFLICT");
     assert_eq!(report(2)["result"], "FAILURE");
-    let unit_build = report(2)["builds"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|b| b["job"] == "unit")
-        .unwrap()
-        .clone();
-    assert_eq!(unit_build["result"], "TIMED_OUT");
-    let spans = world.spans_until("both items", |s| {
-        s.iter().filter(|s| s.name == "QueueItem").count() == 2
+    assert_eq!(unit_result(2), "TIMED_OUT");
+    assert_eq!(report(3)["result"], "FAILURE");
+    assert_eq!(unit_result(3), "FAILURE");
+    assert_eq!(report(4)["result"], "SUCCESS");
+    let spans = world.spans_until("every item's spans", |s| {
+        let count = |name: &str| s.iter().filter(|s| s.name == name).count();
+        // Change 1 runs no job; the others run two.
+        count("QueueItem") == 4 && count("JobRun") == 6
     });
     let spans = assert_traces_whole(spans);
-    let merges: Vec<&Value> = spans
+
+    // TriggerEvent and EventProcessing are roots of traces of their own.
+    let in_items = spans
         .iter()
-        .filter(|s| s.name == "Merge")
-        .filter_map(|s| attr(&s.attributes, "result"))
-        .collect();
-    assert!(merges.contains(&&string("MERGE_CONFLICT")), "{merges:?}");
-    assert!(spans
+        .filter(|s| !["TriggerEvent", "EventProcessing"].contains(&s.name.as_str()));
+    for span in in_items {
+        let change = change_of(&spans, span);
+        let unit = job_of(&spans, span) == Some(&string("unit"));
+        let (failed, error_type) = match (span.name.as_str(), change) {
+            ("QueueItem" | "BuildSet", 1) => (true, "MERGE_CONFLICT"),
+            ("Merge" | "MergerJob", 1) => (true, "MERGE_CONFLICT"),
+            ("QueueItem" | "BuildSet", 2 | 3) => (true, "FAILURE"),
+            ("Build" | "JobExecution" | "JobRun", 2) if unit => (true, "TIMED_OUT"),
+            ("Build" | "JobExecution" | "JobRun", 3) if unit => (true, "FAILURE"),
+            _ => (false, ""),
+        };
+        let (code, description) = status_of(span);
+        let what = format!("{} of change {change} (unit job: {unit})", span.name);
+        if failed {
+            assert_eq!(code, StatusCode::Error, "{what}");
+            assert!(!description.is_empty(), "{what} says what failed");
+            assert_eq!(
+                attr(&span.attributes, "error.type"),
+                Some(&string(error_type)),
+                "{what}"
+            );
+        } else {
+            assert_eq!(code, StatusCode::Unset, "{what}: {description}");
+            assert_eq!(attr(&span.attributes, "error.type"), None, "{what}");
+        }
+        if ["QueueItem", "BuildSet", "Build", "Merge"].contains(&span.name.as_str()) {
+            for key in ["dspans.started_by", "dspans.ended_by"] {
+                assert_eq!(
+                    attr(&span.attributes, key),
+                    Some(&string("scheduler-a")),
+                    "{key} of {what}"
+                );
+            }
+        }
+    }
+    let names = by_name(&spans);
+    let job_run_3 = names["JobRun"]
         .iter()
-        .any(|s| s.name == "Build" && attr(&s.attributes, "result") == Some(&string("TIMED_OUT"))));
+        .find(|s| change_of(&spans, s) == 3 && job_of(&spans, s) == Some(&string("unit")))
+        .unwrap();
+    assert_eq!(status_of(job_run_3).1, "exited with 3");
+    assert_eq!(
+        attr(&job_run_3.attributes, "process.exit.code"),
+        Some(&Value::IntValue(3))
+    );
+
+    let repository_url = format!("file://{}", r.display());
+    for item in &names["QueueItem"] {
+        let change = change_of(&spans, item);
+        assert_eq!(
+            item.kind(),
+            SpanKind::Server,
+            "the pipeline run is a SERVER span"
+        );
+        let value = |key: &str| attr(&item.attributes, key).cloned();
+        assert_eq!(value("cicd.pipeline.name"), Some(string("gate")));
+        let Some(Value::StringValue(result)) = value("cicd.pipeline.result") else {
+            panic!("cicd.pipeline.result of change {change}")
+        };
+        assert!(CICD_RESULTS.contains(&result.as_str()), "{result}");
+        assert_eq!(result, if change == 4 { "success" } else { "failure" });
+        assert!(value("cicd.pipeline.run.id").is_some());
+        assert_eq!(value("vcs.repository.name"), Some(string("org/project")));
+        assert_eq!(
+            value("vcs.repository.url.full"),
+            Some(string(&repository_url))
+        );
+        assert_eq!(value("vcs.change.id"), Some(string(&change.to_string())));
+        assert_eq!(
+            value("vcs.ref.head.name"),
+            Some(string(&format!("refs/changes/{change:02}/{change}/1")))
+        );
+        assert_eq!(value("vcs.ref.base.name"), Some(string("main")));
+        // The merger made a commit for every change but the conflicting one.
+        match value("vcs.ref.head.revision") {
+            Some(Value::StringValue(commit)) => {
+                assert_ne!(change, 1);
+                assert_eq!(commit.len(), 40, "{commit}");
+            }
+            other => assert!(change == 1 && other.is_none(), "change {change}: {other:?}"),
+        }
+    }
+    for build in &names["Build"] {
+        let value = |key: &str| attr(&build.attributes, key).cloned();
+        assert_eq!(value("cicd.pipeline.task.name"), value("job"));
+        assert_eq!(value("cicd.pipeline.task.run.id"), value("uuid"));
+        let Some(Value::StringValue(result)) = value("cicd.pipeline.task.run.result") else {
+            panic!("cicd.pipeline.task.run.result")
+        };
+        assert!(CICD_RESULTS.contains(&result.as_str()), "{result}");
+    }
+    for execution in &names["JobExecution"] {
+        let worker = attr(&execution.attributes, "cicd.worker.id").cloned();
+        assert!(
+            [Some(string("executor-1")), Some(string("executor-2"))].contains(&worker),
+            "{worker:?}"
+        );
+        assert_eq!(
+            attr(&execution.attributes, "cicd.worker.name").cloned(),
+            worker
+        );
+    }
 }
 
 #[rstest]

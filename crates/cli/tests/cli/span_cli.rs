@@ -201,6 +201,50 @@ fn children_in_a_context_and_http_via_the_environment() {
 }
 
 #[test]
+fn the_kind_given_at_start_is_exported_at_the_end() {
+    use dspans_otlp::proto::trace::v1::span::SpanKind;
+
+    let collector = TestReceiver::start();
+    let endpoint = collector.endpoint();
+    let internal = ok(dspans(&["span", "start", "Build"], None, &[]));
+    assert!(!internal.contains("\"kind\""), "Zuul's format: {internal}");
+    let item = ok(dspans(
+        &["span", "start", "QueueItem", "--kind", "server"],
+        None,
+        &[],
+    ));
+    assert!(item.trim_end().ends_with(r#","kind":"server"}"#), "{item}");
+    ok(dspans(
+        &["span", "end", "-", "--otlp-endpoint", &endpoint],
+        Some(&item),
+        &[],
+    ));
+    let context = ok(dspans(&["span", "context"], Some(&item), &[]));
+    let child = [
+        "span",
+        "child",
+        "fetch",
+        "--context",
+        context.trim(),
+        "--kind",
+        "client",
+    ];
+    ok(dspans(
+        &[&child[..], &["--otlp-endpoint", &endpoint]].concat(),
+        None,
+        &[],
+    ));
+    let saved_child = ok(dspans(&[&child[..], &["--save"]].concat(), None, &[]));
+    let saved_child = SpanInfo::from_json(&saved_child).unwrap().unwrap();
+    assert_eq!(saved_child.kind, durable_spans::Kind::Client);
+
+    let spans = collector.wait_for_spans(2, WAIT);
+    let kind_of = |name: &str| spans.iter().find(|s| s.name == name).unwrap().kind;
+    assert_eq!(kind_of("QueueItem"), SpanKind::Server as i32);
+    assert_eq!(kind_of("fetch"), SpanKind::Client as i32);
+}
+
+#[test]
 fn null_is_a_no_op_and_output_files_hold_otlp_json() {
     let dir = tempfile::tempdir().unwrap();
     let out = dspans(
@@ -331,6 +375,7 @@ fn argument_mistakes_exit_2_and_say_what_is_wrong() {
         ),
         (vec!["span", "end", &saved, "--attr", "=x"], "KEY=VALUE"),
         (vec!["span", "start", "X", "--attr", "a"], "KEY=VALUE"),
+        (vec!["span", "start", "X", "--kind", "gateway"], "--kind"),
         (
             vec![
                 "span",

@@ -6,8 +6,8 @@
 //! durable-spans --test durable_spans decoders_prop`.
 
 use durable_spans::{
-    lenient, parse_attribute_object, FinishedSpan, LinkContext, LinkInfo, ParentInfo, SpanContext,
-    SpanInfo, Timestamp,
+    lenient, parse_attribute_object, FinishedSpan, Kind, LinkContext, LinkInfo, ParentInfo,
+    SpanContext, SpanInfo, Timestamp,
 };
 use opentelemetry::KeyValue;
 use proptest::prelude::*;
@@ -20,6 +20,8 @@ fn jsonish() -> impl Strategy<Value = String> {
         Just("true".to_string()),
         Just("1.5e400".to_string()),
         Just("-0".to_string()),
+        Just("\"server\"".to_string()),
+        Just("\"internal\"".to_string()),
         Just("340282366920938463463374607431768211456".to_string()),
         Just("18446744073709551616".to_string()),
         any::<u128>().prop_map(|n| n.to_string()),
@@ -38,6 +40,7 @@ fn jsonish() -> impl Strategy<Value = String> {
         Just("attributes"),
         Just("context"),
         Just("is_remote"),
+        Just("kind"),
     ];
     atom.prop_recursive(4, 48, 6, move |inner| {
         prop_oneof![
@@ -80,9 +83,10 @@ fn span_info() -> impl Strategy<Value = SpanInfo> {
         prop::option::of((1..=u128::MAX, 1..=u64::MAX, any::<bool>())),
         prop::collection::vec(link, 0..3),
         prop::collection::vec(attr, 0..4),
+        kind(),
     )
         .prop_map(
-            |(name, trace_id, span_id, trace_flags, t, parent, links, attributes)| SpanInfo {
+            |(name, trace_id, span_id, trace_flags, t, parent, links, attributes, kind)| SpanInfo {
                 name,
                 trace_id,
                 span_id,
@@ -95,8 +99,34 @@ fn span_info() -> impl Strategy<Value = SpanInfo> {
                 }),
                 links,
                 attributes: dedup(attributes),
+                kind,
             },
         )
+}
+
+/// Every kind; internal, which is not written, as often as the others
+/// together.
+fn kind() -> impl Strategy<Value = Kind> {
+    prop_oneof![
+        4 => Just(Kind::Internal),
+        1 => Just(Kind::Server),
+        1 => Just(Kind::Client),
+        1 => Just(Kind::Producer),
+        1 => Just(Kind::Consumer),
+    ]
+}
+
+/// The text of a `kind` value other than the library writes: a name in the
+/// wrong case, an unknown or empty one, an escaped one, `null`, or `internal`
+/// written out.
+fn unusual_kind_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("\"internal\"".to_string()),
+        Just("\"Server\"".to_string()),
+        Just("\"serv\\u0065r\"".to_string()),
+        Just("null".to_string()),
+        "[a-z]{0,9}".prop_map(|name| format!("\"{name}\"")),
+    ]
 }
 
 fn dedup(mut attrs: Vec<KeyValue>) -> Vec<KeyValue> {
@@ -164,9 +194,11 @@ proptest! {
         spaced in any::<bool>(),
         reorder in any::<u64>(),
         float_start in prop::option::of(-1e10f64..5e9),
+        kind_text in prop::option::of(unusual_kind_text()),
     ) {
         // Zuul's own shape: Python separators, any key order, float or
-        // integer start time, parent present or null.
+        // integer start time, parent present or null; and this library's
+        // kind, absent, known, or of a kind this version does not know.
         let mut value: serde_json::Value = serde_json::from_str(&info.to_json()).unwrap();
         let object = value.as_object_mut().unwrap();
         object.remove("links");
@@ -182,6 +214,10 @@ proptest! {
                 }
             }
         }
+        if let Some(kind_text) = kind_text {
+            entries.retain(|(k, _)| k != "kind");
+            entries.push(("kind".to_string(), kind_text));
+        }
         entries.sort_by_key(|(k, _)| (k.len() as u64).wrapping_mul(reorder) % 7);
         let (comma, colon) = if spaced { (", ", ": ") } else { (",", ":") };
         let body: Vec<String> = entries.iter().map(|(k, v)| format!("\"{k}\"{colon}{v}")).collect();
@@ -189,6 +225,26 @@ proptest! {
         let fast = SpanInfo::from_json(&text);
         let full = SpanInfo::from_slice_full(text.as_bytes());
         prop_assert_eq!(fast, full, "{}", text);
+    }
+
+    #[test]
+    fn fast_and_full_decoders_agree_on_what_this_library_writes(
+        mut info in span_info(),
+        kind_text in prop::option::of(unusual_kind_text()),
+    ) {
+        // The compact shape the fast path reads key by key: no links or
+        // attributes, `kind` last when written.
+        info.links.clear();
+        info.attributes.clear();
+        let mut text = info.to_json();
+        if let Some(kind_text) = kind_text {
+            let body_end = text.rfind(",\"kind\":").unwrap_or(text.len() - 1);
+            text = format!("{},\"kind\":{kind_text}}}", &text[..body_end]);
+            let name: Option<String> = serde_json::from_str(&kind_text).unwrap();
+            info.kind = name.as_deref().and_then(Kind::from_name).unwrap_or_default();
+        }
+        prop_assert_eq!(SpanInfo::from_json(&text), Ok(Some(info.clone())), "{}", text);
+        prop_assert_eq!(SpanInfo::from_slice_full(text.as_bytes()), Ok(Some(info)), "{}", text);
     }
 
     #[test]

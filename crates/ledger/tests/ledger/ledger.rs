@@ -15,6 +15,7 @@ use std::sync::Arc;
 use dspans_ledger::{Ledger, LedgerLimits, OutboxSender};
 use dspans_otlp::proto::trace::v1::status::StatusCode;
 use dspans_store::{CountingStore, CreateMode, Op, Store};
+use dspans_test_support::{attr, string};
 use durable_spans::{DurableTracer, EndOptions, SavedSpanOptions};
 use rstest::rstest;
 
@@ -285,10 +286,23 @@ async fn orphans_are_ended_once_with_an_error(#[case] backend: Backend) {
     // Object 1 vanishes without ending its span.
     store.delete(&owner_path(1), None).await.unwrap();
     // Two sweepers at once: one end.
+    let sweeper = DurableTracer::builder("ledger-test")
+        .with_resource(
+            opentelemetry_sdk::Resource::builder_empty()
+                .with_attribute(opentelemetry::KeyValue::new(
+                    "service.instance.id",
+                    "sweeper-1",
+                ))
+                .build(),
+        )
+        .build();
     let other = Ledger::new(stores.open().await, format!("{ROOT}/spans"));
-    let (a, b) = tokio::join!(ledger.sweep_orphans(&tracer), other.sweep_orphans(&tracer));
+    let (a, b) = tokio::join!(
+        ledger.sweep_orphans(&sweeper),
+        other.sweep_orphans(&sweeper)
+    );
     assert_eq!(a.unwrap() + b.unwrap(), 1);
-    assert_eq!(ledger.sweep_orphans(&tracer).await.unwrap(), 0);
+    assert_eq!(ledger.sweep_orphans(&sweeper).await.unwrap(), 0);
     let open = open_owners(&ledger).await;
     assert_eq!(open, vec![owner_path(0), owner_path(2)]);
     let (ledger, sender) = with_sender(port, ledger, &tracer, "p1", fast());
@@ -309,6 +323,15 @@ async fn orphans_are_ended_once_with_an_error(#[case] backend: Backend) {
     assert_eq!(
         format!("{:?}", orphaned.value.as_ref().unwrap().value),
         "Some(BoolValue(true))"
+    );
+    assert_eq!(
+        attr(&span.attributes, "error.type"),
+        Some(&string("orphaned"))
+    );
+    assert_eq!(
+        attr(&span.attributes, "dspans.ended_by"),
+        Some(&string("sweeper-1")),
+        "the sweeper says it ended the span"
     );
     running.shutdown().await.unwrap();
 }

@@ -80,6 +80,22 @@ impl<'de> Visitor<'de> for ProjectVisitor {
     }
 }
 
+impl ProjectConfig {
+    /// The `file://` URL of the project's `repo` (an absolute path: config
+    /// paths are resolved against the config file's directory), for
+    /// `vcs.repository.url.full`.
+    ///
+    /// ```
+    /// use dspans_pipeline::config::ProjectConfig;
+    /// let project: ProjectConfig = toml::from_str("name = \"org/p\"\nrepo = \"/srv/git/my p\"").unwrap();
+    /// assert_eq!(project.repository_url().as_deref(), Some("file:///srv/git/my%20p"));
+    /// ```
+    pub fn repository_url(&self) -> Option<String> {
+        let repo = self.repo.as_ref()?;
+        url::Url::from_file_path(repo).ok().map(String::from)
+    }
+}
+
 /// A pipeline's job list, with an error that says what a pipeline key is.
 struct JobList(Vec<String>);
 

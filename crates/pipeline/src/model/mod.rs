@@ -151,6 +151,29 @@ impl ChangeRef {
     }
 }
 
+/// What the pipeline's results have in common: Zuul's string, the CI/CD
+/// semantic-convention value, and whether the work failed.
+pub trait WorkResult: Copy {
+    /// Zuul's string, e.g. `FAILURE`.
+    fn as_str(self) -> &'static str;
+
+    /// The OpenTelemetry CI/CD value, e.g. `failure`.
+    fn cicd_result(self) -> &'static str;
+
+    /// Whether the work failed (`failure`, `error` or `timeout`): its span
+    /// ends with status ERROR and `error.type`. Success, a cancellation
+    /// (a gate reset, a dequeue) and a skip do not.
+    ///
+    /// ```
+    /// use dspans_pipeline::model::{BuildResult, ItemResult, WorkResult as _};
+    /// assert!(BuildResult::TimedOut.is_failure());
+    /// assert!(!ItemResult::Reset.is_failure());
+    /// ```
+    fn is_failure(self) -> bool {
+        matches!(self.cicd_result(), "failure" | "error" | "timeout")
+    }
+}
+
 /// Defines a result enum whose JSON form is Zuul's upper-case string.
 macro_rules! result_enum {
     ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal => $cicd:literal,)* }) => {
@@ -172,6 +195,16 @@ macro_rules! result_enum {
             /// `cicd.pipeline.task.run.result`.
             pub fn cicd_result(self) -> &'static str {
                 match self { $($name::$variant => $cicd,)* }
+            }
+        }
+
+        impl WorkResult for $name {
+            fn as_str(self) -> &'static str {
+                $name::as_str(self)
+            }
+
+            fn cicd_result(self) -> &'static str {
+                $name::cicd_result(self)
             }
         }
 

@@ -116,6 +116,10 @@ pub struct BuildSet {
     /// The merge result, once known.
     #[serde(default)]
     pub merge_result: Option<MergeResult>,
+    /// The commit the merger made, when it made one (a project with a
+    /// `repo`): the item's `vcs.ref.head.revision`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merge_commit: Option<String>,
     /// Job names to run, in config order.
     #[serde(default)]
     pub jobs: Vec<String>,

@@ -381,9 +381,9 @@ async fn reset_items_behind(
         }
         let mut ends = s.ledger.ends();
         ends.push(spans::finish_buildset(
-            &s.tracer,
+            s.ender(),
             &old.value,
-            ItemResult::Reset.as_str(),
+            ItemResult::Reset,
         ));
         s.commit(ops, ends).await?;
         tracing::info!(%pipeline, item = %uuid, old = %old.value.uuid, new = %new.uuid, "gate reset");
@@ -469,24 +469,17 @@ async fn report_and_dequeue(
     )?);
     let mut ends = s.ledger.ends();
     for build in &canceled {
-        ends.push(spans::finish_build(
-            &s.tracer,
-            build,
-            BuildResult::Canceled.as_str(),
-            BuildResult::Canceled.cicd_result(),
-        ));
+        ends.push(spans::finish_build(s.ender(), build, BuildResult::Canceled));
     }
-    ends.push(spans::finish_buildset(
-        &s.tracer,
-        &buildset.value,
-        result.as_str(),
-    ));
+    ends.push(spans::finish_buildset(s.ender(), &buildset.value, result));
     item.value.result = Some(result);
+    let project = s.config.project(&item.value.change.project);
     ends.push(spans::finish_queue_item(
-        &s.tracer,
+        s.ender(),
         &item.value,
-        result.as_str(),
-        result.cicd_result(),
+        &buildset.value,
+        project,
+        result,
     ));
     s.commit(ops, ends).await?;
     let jobs: Vec<String> = report

@@ -235,6 +235,14 @@ impl Scheduler {
         }
     }
 
+    /// Ends saved spans as this scheduler (`dspans.ended_by`).
+    fn ender(&self) -> spans::Ender<'_> {
+        spans::Ender {
+            tracer: &self.tracer,
+            name: &self.name,
+        }
+    }
+
     /// The failure episodes of trigger events (a poisoned lock still holds
     /// counts worth keeping).
     fn episodes(&self) -> std::sync::MutexGuard<'_, Episodes> {

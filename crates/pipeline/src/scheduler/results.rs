@@ -76,12 +76,7 @@ async fn build_completed(
     // The result and the span's end in one compare-and-set: a scheduler
     // that lost the race ends nothing.
     let mut ends = s.ledger.ends();
-    ends.push(spans::finish_build(
-        &s.tracer,
-        &build.value,
-        done.result.as_str(),
-        done.result.cicd_result(),
-    ));
+    ends.push(spans::finish_build(s.ender(), &build.value, done.result));
     s.commit(vec![build.set_op()?, Op::delete(event_path, None)], ends)
         .await?;
     if let Some(id) = &build.value.request_id {
@@ -121,19 +116,21 @@ async fn merge_completed(
         None => None,
     };
     buildset.value.merge_result = Some(done.result);
+    buildset.value.merge_commit = done.commit.clone();
     let item = s
         .read::<QueueItem>(&s.layout.item(pipeline, &done.item_uuid))
         .await?;
     let mut ends = s.ledger.ends();
-    ends.push(spans::finish_merge(
-        &s.tracer,
-        request.as_ref().and_then(|r| r.span_info.as_ref()),
-        &request.as_ref().and_then(|r| r.started_by.clone()),
-        &done.merge_request,
-        &done.buildset_uuid,
-        item.as_ref().map_or("", |i| i.value.zuul_event_id.as_str()),
-        done.result.as_str(),
-    ));
+    let started_by = request.as_ref().and_then(|r| r.started_by.clone());
+    let merge = spans::MergeEnd {
+        span: request.as_ref().and_then(|r| r.span_info.as_ref()),
+        started_by: &started_by,
+        uuid: &done.merge_request,
+        buildset_uuid: &done.buildset_uuid,
+        zuul_event_id: item.as_ref().map_or("", |i| i.value.zuul_event_id.as_str()),
+        message: done.message.as_deref(),
+    };
+    ends.push(spans::finish_merge(s.ender(), &merge, done.result));
     s.commit(vec![buildset.set_op()?, Op::delete(event_path, None)], ends)
         .await?;
     if let Some(id) = &buildset.value.merge_request_id {

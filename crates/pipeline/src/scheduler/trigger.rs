@@ -19,6 +19,10 @@ use crate::model::{
 };
 use crate::Layout;
 
+/// `dspans.started_by` and `dspans.ended_by` of a `TriggerEvent` span: it
+/// is started and ended by whoever enqueues, in one transaction.
+const ENQUEUE: &str = "enqueue";
+
 /// Writes a trigger event asking to enqueue `change` into `pipeline`, under
 /// a `TriggerEvent` span whose context the event carries. Returns the event
 /// id (`zuul_event_id`).
@@ -55,7 +59,11 @@ pub async fn enqueue(
     let put = queue.put_op(event.to_json()?).await?;
     let ledger = Ledger::new(store.clone(), layout.spans());
     let mut ends = ledger.ends();
-    let attributes = vec![KeyValue::new("zuul_event_id", zuul_event_id.clone())];
+    let attributes = vec![
+        KeyValue::new("zuul_event_id", zuul_event_id.clone()),
+        KeyValue::new("dspans.started_by", ENQUEUE),
+        KeyValue::new("dspans.ended_by", ENQUEUE),
+    ];
     ends.push(tracer.finish_saved_span(span.as_ref(), EndOptions::new().attributes(attributes)));
     ledger.commit(vec![put], ends).await?;
     Ok(zuul_event_id)
@@ -242,6 +250,7 @@ pub(super) fn new_buildset(
         merge_request: None,
         merge_request_id: None,
         merge_result: None,
+        merge_commit: None,
         jobs,
         builds: Default::default(),
         previous_buildset: previous.map(|p| p.uuid.clone()),

@@ -76,6 +76,7 @@ fn buildset() -> BuildSet {
         merge_request: Some(new_uuid()),
         merge_request_id: Some("job-0000000001".into()),
         merge_result: Some(MergeResult::Merged),
+        merge_commit: None,
         jobs: vec!["unit".into(), "lint".into()],
         builds: BTreeMap::from([("unit".to_string(), new_uuid())]),
         previous_buildset: Some(new_uuid()),

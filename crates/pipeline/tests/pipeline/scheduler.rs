@@ -341,6 +341,7 @@ fn objects_without_span_data_are_processed_normally() {
             merge_request: None,
             merge_request_id: None,
             merge_result: None,
+            merge_commit: None,
             jobs: vec!["unit".into(), "lint".into()],
             builds: Default::default(),
             previous_buildset: None,
