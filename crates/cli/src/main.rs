@@ -10,6 +10,7 @@ mod collector_cmd;
 mod demo;
 mod export_args;
 mod pipeline_cmd;
+mod reports;
 mod span_cmd;
 mod spans_cmd;
 mod status_cmd;
@@ -150,12 +151,33 @@ fn main() -> ExitCode {
             eprintln!("dspans: {}", error_chain(&e));
             if e.downcast_ref::<UsageError>().is_some() {
                 ExitCode::from(2)
+            } else if let Some(status) = e.downcast_ref::<ExitStatus>() {
+                ExitCode::from(status.code)
             } else {
                 ExitCode::FAILURE
             }
         }
     }
 }
+
+/// An outcome that scripts tell apart by the exit status (a change that
+/// failed, a wait that timed out: `dspans enqueue --wait`); the message goes
+/// to stderr.
+#[derive(Debug)]
+pub struct ExitStatus {
+    /// The exit status, above 2 (1 is any other failure, 2 a usage error).
+    pub code: u8,
+    /// What happened.
+    pub message: String,
+}
+
+impl std::fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ExitStatus {}
 
 /// An error in what the command was given that clap could not see (an end
 /// time before the span's start): exit status 2, like clap's own usage

@@ -2,7 +2,7 @@
 //! and `enqueue` (`status` is in `status_cmd`).
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use clap::Args;
@@ -12,6 +12,9 @@ use dspans_pipeline::scheduler::enqueue;
 use dspans_pipeline::{Config, Layout};
 
 pub(crate) use dspans_pipeline::component::open_store;
+
+use crate::reports::{ReportStatus, ReportWatch};
+use crate::{ExitStatus, UsageError};
 pub use dspans_pipeline::component::Kind;
 
 /// What SIGTERM does to each component (their `--help`).
@@ -43,6 +46,10 @@ pub struct ComponentArgs {
 
 /// `dspans enqueue`.
 #[derive(Args, Debug)]
+#[command(after_help = "\
+Example, as a CI step that fails with the change:
+  dspans enqueue --config dspans.toml --pipeline gate --project org/project \\
+    --change 42 --wait 600")]
 pub struct EnqueueArgs {
     /// The pipeline config file.
     #[arg(long, value_name = "FILE", env = "DSPANS_CONFIG")]
@@ -62,7 +69,19 @@ pub struct EnqueueArgs {
     /// Target branch (default: the project's branch from the config).
     #[arg(long)]
     pub branch: Option<String>,
+    /// Wait for the change's report (at most SECONDS, default 3600) and
+    /// print its result and the builds that did not succeed. Exit status:
+    /// 0 when it succeeded, 3 when it was reported with another result, 4
+    /// when no report came in time.
+    #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "3600")]
+    pub wait: Option<f64>,
 }
+
+/// Exit status of `enqueue --wait` for a change reported with a result
+/// other than `SUCCESS`.
+pub const EXIT_CHANGE_FAILED: u8 = 3;
+/// Exit status of `enqueue --wait` when no report came in time.
+pub const EXIT_NO_REPORT: u8 = 4;
 
 pub(crate) fn load(path: &Path) -> anyhow::Result<Config> {
     let mut config = Config::from_file(path)?;
@@ -123,7 +142,55 @@ pub async fn run_enqueue(args: EnqueueArgs) -> anyhow::Result<()> {
     let _ = tracer
         .provider()
         .shutdown_with_timeout(Duration::from_secs(2));
-    let _ = store.close().await;
     println!("{id}");
-    Ok(())
+    let waited = match args.wait {
+        Some(seconds) => wait_for_report(&store, &args.pipeline, &id, seconds).await,
+        None => Ok(()),
+    };
+    let _ = store.close().await;
+    waited
+}
+
+/// Waits for the report of event `id`, prints it, and fails with
+/// [`EXIT_CHANGE_FAILED`] or [`EXIT_NO_REPORT`] unless it succeeded.
+async fn wait_for_report(
+    store: &std::sync::Arc<dyn dspans_store::Store>,
+    pipeline: &str,
+    id: &str,
+    seconds: f64,
+) -> anyhow::Result<()> {
+    if !(seconds.is_finite() && seconds >= 0.0) {
+        return Err(UsageError(format!("--wait {seconds}: a number of seconds, 0 or more")).into());
+    }
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds.min(1e9));
+    let mut watch = ReportWatch::new(store.clone(), pipeline);
+    let mut progress = Instant::now();
+    loop {
+        if let Some(report) = watch.find(id).await? {
+            let shown = ReportStatus::from(&report);
+            for line in shown.lines() {
+                println!("{}", line.trim_start());
+            }
+            if report.result.is_success() {
+                return Ok(());
+            }
+            return Err(ExitStatus {
+                code: EXIT_CHANGE_FAILED,
+                message: format!("{} {} in {pipeline}", shown.change, shown.result),
+            }
+            .into());
+        }
+        if Instant::now() >= deadline {
+            return Err(ExitStatus {
+                code: EXIT_NO_REPORT,
+                message: format!("no report for event {id} within {seconds} s"),
+            }
+            .into());
+        }
+        if progress.elapsed() >= Duration::from_secs(10) {
+            eprintln!("waiting for the report of event {id} in {pipeline}");
+            progress = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

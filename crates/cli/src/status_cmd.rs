@@ -13,6 +13,7 @@ use dspans_store::recipes::{EventQueue, Job, JobQueue, JobState};
 use dspans_store::Store;
 
 use crate::pipeline_cmd::{load, open_store};
+use crate::reports::{self, ReportStatus};
 
 /// `dspans status`.
 #[derive(Args, Debug)]
@@ -28,6 +29,10 @@ pub struct StatusArgs {
     /// if that has not happened within SECONDS.
     #[arg(long, value_name = "SECONDS")]
     pub wait_idle: Option<f64>,
+    /// How many of each pipeline's latest reports to show (result, and the
+    /// builds that did not succeed with their logs).
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub reports: usize,
 }
 
 /// What is queued and pending, per pipeline.
@@ -48,6 +53,8 @@ pub(crate) struct PipelineStatus {
     pub result_events: usize,
     pub reports: usize,
     pub items: Vec<ItemStatus>,
+    /// The latest reports (`--reports`), newest first.
+    pub reported: Vec<ReportStatus>,
 }
 
 /// One queued item and its current build set.
@@ -257,6 +264,7 @@ pub(crate) async fn read_status(config: &Config, store: &Arc<dyn Store>) -> anyh
             result_events: children(store, &layout.result_events(p)).await?.len(),
             reports: children(store, &layout.reports(p)).await?.len(),
             items,
+            reported: Vec::new(),
         });
     }
     let ledger = dspans_ledger::Ledger::new(store.clone(), layout.spans());
@@ -337,7 +345,27 @@ fn print_status(status: &Status, json: bool) {
         for item in &p.items {
             print_item(item);
         }
+        if !p.reported.is_empty() {
+            println!("  latest reports:");
+            for report in &p.reported {
+                for line in report.lines() {
+                    println!("  {line}");
+                }
+            }
+        }
     }
+}
+
+/// Adds each pipeline's latest `limit` reports, for printing.
+async fn add_reports(
+    status: &mut Status,
+    store: &Arc<dyn Store>,
+    limit: usize,
+) -> anyhow::Result<()> {
+    for pipeline in &mut status.pipelines {
+        pipeline.reported = reports::latest(store, &pipeline.name, limit).await?;
+    }
+    Ok(())
 }
 
 /// Prints the status; with --wait-idle, waits for idleness first.
@@ -346,18 +374,22 @@ pub async fn run_status(args: StatusArgs) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
     let result = async {
         let Some(seconds) = args.wait_idle else {
-            print_status(&read_status(&config, &store).await?, args.json);
+            let mut status = read_status(&config, &store).await?;
+            add_reports(&mut status, &store, args.reports).await?;
+            print_status(&status, args.json);
             return Ok(());
         };
         let deadline = Instant::now() + Duration::from_secs_f64(seconds.max(0.0));
         let mut last_progress = Instant::now();
         loop {
-            let status = read_status(&config, &store).await?;
+            let mut status = read_status(&config, &store).await?;
             if status.idle() {
+                add_reports(&mut status, &store, args.reports).await?;
                 print_status(&status, args.json);
                 return Ok(());
             }
             if Instant::now() >= deadline {
+                add_reports(&mut status, &store, args.reports).await?;
                 print_status(&status, args.json);
                 bail!("not idle after {seconds} s");
             }

@@ -46,6 +46,7 @@ use durable_spans::{span_context_of, ChildOptions, Timestamp};
 use opentelemetry::trace::{Span as _, Status, TraceContextExt, Tracer as _};
 use opentelemetry::{Context, KeyValue};
 
+use crate::build_logs;
 use crate::config::JobConfig;
 use crate::model::{BuildCompleted, BuildRequest, BuildResult, ModelError, ResultEvent};
 use crate::process::{self, Abort, Outcome, OutputMode};
@@ -69,6 +70,15 @@ impl Role for Builds {
     ) -> impl Future<Output = ()> + Send + 'a {
         worker.execute(queue, claim, abort)
     }
+}
+
+/// How a build's command ran.
+struct Ran {
+    outcome: Outcome,
+    /// Why, for anything but a plain exit.
+    detail: Option<String>,
+    /// The log kept of its output.
+    log_url: Option<String>,
 }
 
 /// A worker of the executor queue ([`Executor::new`], [`Worker::run`]).
@@ -95,7 +105,11 @@ impl Executor {
         let traceparent = span_context_of(&run_span).to_traceparent();
 
         let start_time = Timestamp::now();
-        let (outcome, detail) = self.run_command(&request, &job, &traceparent, &abort).await;
+        let Ran {
+            outcome,
+            detail,
+            log_url,
+        } = self.run_command(&request, &job, &traceparent, &abort).await;
         let end_time = Timestamp::now();
 
         let (result, exit_code) = match &outcome {
@@ -151,10 +165,11 @@ impl Executor {
             start_time,
             end_time,
             executor: self.name.clone(),
+            log_url: log_url.clone(),
         };
         tracing::info!(
             executor = %self.name, build = %request.build_uuid, job = %request.job,
-            %result, ?exit_code, "build completed"
+            %result, ?exit_code, log = log_url.as_deref().unwrap_or("-"), "build completed"
         );
         let outcome = serde_json::json!({ "result": result.as_str() });
         let event = ResultEvent::BuildCompleted(event);
@@ -207,6 +222,7 @@ impl Executor {
             start_time: now,
             end_time: now,
             executor: self.name.clone(),
+            log_url: None,
         });
         let outcome = serde_json::json!({ "result": result.as_str(), "error": why });
         self.complete(queue, claim, &request.pipeline, &event, outcome)
@@ -214,26 +230,27 @@ impl Executor {
     }
 
     /// Runs the request's command; returns how it ended and, for anything
-    /// but a plain exit, why.
+    /// but a plain exit, why, and the URL of the log it kept.
     async fn run_command(
         &self,
         request: &BuildRequest,
         job: &JobConfig,
         traceparent: &str,
         abort: &Abort,
-    ) -> (Outcome, Option<String>) {
+    ) -> Ran {
+        let not_started = |reason: String| Ran {
+            outcome: Outcome::SpawnFailed(reason.clone()),
+            detail: Some(reason),
+            log_url: None,
+        };
         let scratch = match scratch::create("build") {
             Ok(dir) => dir,
-            Err(e) => {
-                let reason = format!("cannot create a scratch directory: {e}");
-                return (Outcome::SpawnFailed(reason.clone()), Some(reason));
-            }
+            Err(e) => return not_started(format!("cannot create a scratch directory: {e}")),
         };
         let work = scratch.path().join("work");
         let log = scratch.path().join("output.log");
         if let Err(e) = std::fs::create_dir(&work) {
-            let reason = format!("cannot create {}: {e}", work.display());
-            return (Outcome::SpawnFailed(reason.clone()), Some(reason));
+            return not_started(format!("cannot create {}: {e}", work.display()));
         }
         let change = &request.change;
         let mut command = tokio::process::Command::new("sh");
@@ -273,7 +290,16 @@ impl Executor {
             Outcome::Aborted => Some("interrupted by executor shutdown".to_string()),
             Outcome::SpawnFailed(reason) => Some(reason.clone()),
         };
-        (outcome, detail)
+        let log_url = build_logs::keep(&self.config.logs, &request.build_uuid, &log);
+        let pruned = build_logs::prune(&self.config.logs);
+        if pruned > 0 {
+            tracing::debug!(logs = pruned, "old build logs deleted");
+        }
+        Ran {
+            outcome,
+            detail,
+            log_url,
+        }
     }
 
     /// Completes a request that cannot be decoded, with an `ERROR` result.
@@ -296,6 +322,7 @@ impl Executor {
                     start_time: now,
                     end_time: now,
                     executor: self.name.clone(),
+                    log_url: None,
                 });
                 Some((pipeline, event))
             }

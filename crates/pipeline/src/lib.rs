@@ -32,6 +32,7 @@
 //! assert_eq!(Layout::default().change_queue("gate", "default"), "/dspans/pipelines/gate/queues/default");
 //! ```
 
+mod build_logs;
 pub mod component;
 pub mod config;
 pub mod executor;

@@ -16,6 +16,7 @@ mod demo;
 mod pipeline_processes;
 mod python_client;
 mod report_browser;
+mod results;
 mod sampling;
 mod span_cli;
 mod status_sigterm;

@@ -23,6 +23,11 @@
 //! timeout_s = 60                 # default 600
 //! attempts = 3                   # default 3: runs when the executor dies
 //!
+//! [logs]                         # build output kept by executors
+//! dir = "logs"                   # relative to this file; default "logs"
+//! max_age_days = 7               # default 7
+//! max_files = 1000               # default 1000
+//!
 //! [[project]]
 //! name = "org/project"
 //! repo = "repos/project"         # optional local git repository
@@ -37,6 +42,7 @@
 //! and the reason.
 
 mod error;
+mod logs;
 mod project;
 
 use std::collections::{BTreeMap, HashSet};
@@ -48,6 +54,7 @@ use dspans_store::StoreConfig;
 use serde::{Deserialize, Serialize};
 
 pub use error::ConfigError;
+pub use logs::LogsConfig;
 pub use project::ProjectConfig;
 
 /// Default job timeout in seconds.
@@ -135,6 +142,9 @@ pub struct Config {
     /// `[[project]]` entries, in file order.
     #[serde(default, rename = "project")]
     pub projects: Vec<ProjectConfig>,
+    /// `[logs]`: where executors keep build output.
+    #[serde(default)]
+    pub logs: LogsConfig,
     /// The file it was read from, if any.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -209,6 +219,11 @@ impl Config {
                 fix(repo);
             }
         }
+        let logs = self
+            .logs
+            .dir
+            .get_or_insert_with(|| PathBuf::from(logs::DEFAULT_DIR));
+        fix(logs);
     }
 
     /// Semantic checks: unique non-empty names, projects naming existing

@@ -181,6 +181,9 @@ pub struct Build {
     /// The command's exit code, when it exited.
     #[serde(default)]
     pub exit_code: Option<i32>,
+    /// The `file://` URL of its log, when its executor kept one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_url: Option<String>,
     /// The result, once known.
     #[serde(default)]
     pub result: Option<BuildResult>,
@@ -278,6 +281,10 @@ pub struct BuildCompleted {
     pub end_time: Timestamp,
     /// Executor name.
     pub executor: String,
+    /// The `file://` URL of the build's log on the executor's host, when
+    /// it kept one (see `[logs]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_url: Option<String>,
 }
 
 /// A merge's outcome, written by the merger.
@@ -344,6 +351,9 @@ pub struct BuildReport {
     /// Retries it took.
     #[serde(default)]
     pub retry: u32,
+    /// The `file://` URL of its log, when its executor kept one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_url: Option<String>,
 }
 
 /// The record of an item's report (also logged as a line).

@@ -262,6 +262,7 @@ async fn merged(
             start_time: None,
             end_time: None,
             exit_code: None,
+            log_url: None,
             result: None,
             started_by: Some(s.name.clone()),
             span_info: span,
@@ -448,6 +449,7 @@ async fn report_and_dequeue(
                 uuid: b.uuid.clone(),
                 result: b.result.unwrap_or(BuildResult::Error),
                 retry: b.retry,
+                log_url: b.log_url.clone(),
             })
             .collect(),
         enqueue_time: item.value.enqueue_time,

@@ -73,6 +73,7 @@ async fn build_completed(
     b.start_time = Some(done.start_time);
     b.end_time = Some(done.end_time);
     b.executor = Some(done.executor.clone());
+    b.log_url = done.log_url.clone();
     // The result and the span's end in one compare-and-set: a scheduler
     // that lost the race ends nothing.
     let mut ends = s.ledger.ends();

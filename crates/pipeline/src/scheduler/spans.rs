@@ -171,9 +171,10 @@ pub fn finish_buildset(
     )
 }
 
-/// Ends the Build span, the task run.
+/// Ends the Build span, the task run; `cicd.pipeline.task.run.url.full`
+/// is the URL of the build's log, when its executor kept one.
 pub fn finish_build(ender: Ender<'_>, build: &Build, result: BuildResult) -> Option<FinishedSpan> {
-    let attributes = vec![
+    let mut attributes = vec![
         KeyValue::new("uuid", build.uuid.clone()),
         KeyValue::new("job", build.job.clone()),
         KeyValue::new("buildset_uuid", build.buildset_uuid.clone()),
@@ -183,6 +184,12 @@ pub fn finish_build(ender: Ender<'_>, build: &Build, result: BuildResult) -> Opt
         KeyValue::new("cicd.pipeline.task.run.id", build.uuid.clone()),
         KeyValue::new("cicd.pipeline.task.run.result", result.cicd_result()),
     ];
+    if let Some(url) = &build.log_url {
+        attributes.push(KeyValue::new(
+            "cicd.pipeline.task.run.url.full",
+            url.clone(),
+        ));
+    }
     ender.finish(
         build.span_info.as_ref(),
         attributes,

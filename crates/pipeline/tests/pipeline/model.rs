@@ -102,6 +102,7 @@ fn build() -> Build {
         start_time: Some(t(1_700_000_000_600_000_000)),
         end_time: Some(t(1_700_000_001_600_000_000)),
         exit_code: Some(124),
+        log_url: Some("file:///var/log/dspans/b.log".into()),
         result: Some(BuildResult::TimedOut),
         started_by: Some("scheduler-a".into()),
         span_info: Some(span_info("Build")),
@@ -176,6 +177,7 @@ fn every_object_round_trips_with_a_128_bit_trace_id() {
             uuid: new_uuid(),
             result: BuildResult::Lost,
             retry: 2,
+            log_url: None,
         }],
         enqueue_time: t(1),
         report_time: t(2),
@@ -195,6 +197,7 @@ fn result_events_are_externally_tagged() {
         start_time: t(1),
         end_time: t(2),
         executor: "e".into(),
+        log_url: None,
     });
     let json = String::from_utf8(round_trip(&event).to_json().unwrap()).unwrap();
     assert!(

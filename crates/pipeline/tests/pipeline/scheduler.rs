@@ -477,6 +477,7 @@ fn an_item_whose_build_set_does_not_decode_is_set_aside_and_reported() {
             start_time: durable_spans::Timestamp::now(),
             end_time: durable_spans::Timestamp::now(),
             executor: "executor-0".into(),
+            log_url: None,
         });
         EventQueue::new(store.clone(), layout.result_events("gate"))
             .put(&result.to_json().unwrap())
