@@ -103,7 +103,7 @@ pub(crate) async fn latest(
     let layout = Layout::default();
     let names = children(store, &layout.reports(pipeline)).await?;
     let mut reports = read_reports(store, &layout, pipeline, &names).await?;
-    reports.sort_by(|a, b| b.report_time.cmp(&a.report_time));
+    reports.sort_by_key(|r| std::cmp::Reverse(r.report_time));
     Ok(reports.iter().take(limit).map(ReportStatus::from).collect())
 }
 
