@@ -561,6 +561,12 @@ fn failed_work_is_reported_red_with_the_cicd_conventions(#[case] backend: Backen
             panic!("cicd.pipeline.task.run.result")
         };
         assert!(CICD_RESULTS.contains(&result.as_str()), "{result}");
+        // Every build ran, so its executor kept its log.
+        let Some(Value::StringValue(url)) = value("cicd.pipeline.task.run.url.full") else {
+            panic!("cicd.pipeline.task.run.url.full")
+        };
+        let log = url.strip_prefix("file://").expect("a file:// URL");
+        assert!(std::path::Path::new(log).is_file(), "{url}");
     }
     for execution in &names["JobExecution"] {
         let worker = attr(&execution.attributes, "cicd.worker.id").cloned();
