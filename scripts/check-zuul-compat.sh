@@ -32,8 +32,11 @@ cd "$work"
 "$dspans" span start QueueItem --kind server --start-time 1700000002.5 >kind.json
 "$dspans" span start JobRun --attr job=tox-py311 --attr voting=yes --include-attributes >attrs.json
 "$dspans" span child MergerJob --context "$("$dspans" span context child.json)" --save >remote.json
+# A span file with what `dspans span` keeps beside the span info: events.
+"$dspans" span start Deploy --kind client --save events.json >/dev/null
+"$dspans" span event events.json checkout --attr ref=main
 
-"$venv/bin/python" - root.json child.json links.json kind.json attrs.json remote.json <<'PY'
+"$venv/bin/python" - root.json child.json links.json kind.json attrs.json remote.json events.json <<'PY'
 import json, sys
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
@@ -73,6 +76,7 @@ for path in sys.argv[1:]:
     assert dict(span.attributes) == want, (path, dict(span.attributes), want)
     checked += 1
 kinds = [json.loads(open(path).read()).get("kind") for path in sys.argv[1:]]
-assert kinds.count("server") == 1, kinds
+assert kinds.count("server") == 1 and kinds.count("client") == 1, kinds
+assert [e["name"] for e in json.loads(open("events.json").read())["events"]] == ["checkout"]
 print(f"zuul 14.3.0 restoreSpan/endSavedSpan accepted {checked} span infos written by dspans")
 PY

@@ -117,6 +117,21 @@ impl Session {
         })
     }
 
+    /// Where ended spans go, as a user reads it: the OTLP endpoint and
+    /// protocol, the output file, or both.
+    pub fn destination(&self) -> String {
+        let otlp = format!(
+            "{} ({})",
+            self.options.traces_endpoint(),
+            self.options.protocol.as_str()
+        );
+        match (&self.output, self.send_otlp) {
+            (Some(path), true) => format!("{otlp} and {}", path.display()),
+            (Some(path), false) => path.display().to_string(),
+            (None, _) => otlp,
+        }
+    }
+
     /// Sends every span ended so far; an error names the destination.
     pub async fn export(self) -> anyhow::Result<usize> {
         let spans = self.collector.take();

@@ -109,7 +109,16 @@ fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     init_logging(&cli.command);
-    let runtime = match tokio::runtime::Runtime::new() {
+    // `dspans span` runs once per shell step: a runtime on this thread
+    // alone starts faster than a pool (a `span exec` adds the least to
+    // the command it wraps); the long-running commands get the pool.
+    let runtime = match &cli.command {
+        Command::Span(_) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        _ => tokio::runtime::Runtime::new(),
+    };
+    let runtime = match runtime {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("dspans: cannot start the async runtime: {e}");
@@ -148,7 +157,12 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("dspans: {}", error_chain(&e));
+            let quiet = e
+                .downcast_ref::<ExitStatus>()
+                .is_some_and(|status| status.message.is_empty());
+            if !quiet {
+                eprintln!("dspans: {}", error_chain(&e));
+            }
             if e.downcast_ref::<UsageError>().is_some() {
                 ExitCode::from(2)
             } else if let Some(status) = e.downcast_ref::<ExitStatus>() {
@@ -161,8 +175,9 @@ fn main() -> ExitCode {
 }
 
 /// An outcome that scripts tell apart by the exit status (a change that
-/// failed, a wait that timed out: `dspans enqueue --wait`); the message goes
-/// to stderr.
+/// failed, a wait that timed out: `dspans enqueue --wait`; the status of
+/// the command `dspans span exec` ran); the message, if any, goes to
+/// stderr.
 #[derive(Debug)]
 pub struct ExitStatus {
     /// The exit status, above 2 (1 is any other failure, 2 a usage error).

@@ -3,11 +3,12 @@
 
 use std::time::SystemTime;
 
-use opentelemetry::trace::Status;
+use opentelemetry::trace::{Event, Status};
 use opentelemetry::KeyValue;
 use opentelemetry_sdk::trace::{SpanData, SpanLimits};
 
 use crate::attributes::upsert;
+use crate::finished::EventData;
 use crate::time::Timestamp;
 
 /// How to end a saved span.
@@ -35,6 +36,9 @@ pub struct EndOptions {
     /// The span's status (default unset). As with SDK spans, it only ever
     /// moves from unset to error to ok.
     pub status: Status,
+    /// Events recorded while the span was saved (`dspans span event` keeps
+    /// them beside the span info), added in order within the event limit.
+    pub events: Vec<EventData>,
 }
 
 impl EndOptions {
@@ -60,6 +64,12 @@ impl EndOptions {
         self.status = status;
         self
     }
+
+    /// Sets the events to add.
+    pub fn events(mut self, events: Vec<EventData>) -> Self {
+        self.events = events;
+        self
+    }
 }
 
 /// Ends the data of a saved span: sets the end attributes, the status and
@@ -71,6 +81,7 @@ pub(crate) fn end_span(data: &mut SpanData, options: EndOptions, limits: &SpanLi
     let max_attributes = limits.max_attributes_per_span as usize;
     merge_end_attributes(data, options.attributes, max_attributes);
     raise_status(&mut data.status, options.status);
+    add_events(data, options.events, limits);
     data.end_time = match options.end_time {
         Some(t) => t.to_system_time(),
         None => SystemTime::now().max(data.start_time),
@@ -105,6 +116,28 @@ pub(crate) fn set_limited(data: &mut SpanData, kv: KeyValue, max: usize) {
         return;
     }
     upsert(attrs, kv);
+}
+
+/// Adds events after those the span has, within the span's event limit
+/// (the rest are counted as dropped), and their attributes within theirs.
+fn add_events(data: &mut SpanData, events: Vec<EventData>, limits: &SpanLimits) {
+    let max_events = limits.max_events_per_span as usize;
+    let max_attributes = limits.max_attributes_per_event as usize;
+    for event in events {
+        if data.events.events.len() >= max_events {
+            data.events.dropped_count += 1;
+            continue;
+        }
+        let mut attributes = event.attributes;
+        let dropped = attributes.len().saturating_sub(max_attributes);
+        attributes.truncate(max_attributes);
+        data.events.events.push(Event::new(
+            event.name,
+            event.time.to_system_time(),
+            attributes,
+            dropped as u32,
+        ));
+    }
 }
 
 /// Moves a status up, never down: Ok > Error > Unset, as the SDK orders them.

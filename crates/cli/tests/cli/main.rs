@@ -19,6 +19,7 @@ mod report_browser;
 mod results;
 mod sampling;
 mod span_cli;
+mod span_exec;
 mod status_sigterm;
 mod store_files;
 mod support;
