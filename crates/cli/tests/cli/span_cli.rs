@@ -1,34 +1,15 @@
 //! `dspans span` as a user runs it: separate processes, a real OTLP
 //! receiver, and the saved JSON as the only state between them.
 
-use std::io::Write as _;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
 
 use dspans_test_support::TestReceiver;
 use durable_spans::{SpanInfo, Timestamp};
 
-use crate::support::DSPANS;
-
 fn dspans(args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(DSPANS);
-    cmd.args(args)
-        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-        .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-        .env_remove("OTEL_EXPORTER_OTLP_PROTOCOL")
-        .env_remove("OTEL_SERVICE_NAME")
-        .envs(env.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("dspans runs");
-    let mut input = child.stdin.take().unwrap();
-    if let Some(text) = stdin {
-        input.write_all(text.as_bytes()).unwrap();
-    }
-    drop(input);
-    child.wait_with_output().unwrap()
+    crate::support::dspans_with(args, stdin, env)
 }
 
 fn ok(output: Output) -> String {

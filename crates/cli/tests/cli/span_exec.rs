@@ -2,9 +2,8 @@
 //! steps, one end per file, events, status and `span check`: separate
 //! processes and a real OTLP receiver.
 
-use std::io::Write as _;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
 
 use dspans_otlp::proto::common::v1::any_value::Value;
@@ -14,30 +13,10 @@ use dspans_otlp::proto::trace::v1::Span;
 use dspans_test_support::{attr, string, TestReceiver};
 use durable_spans::SpanContext;
 
-use crate::support::DSPANS;
-
 const WAIT: Duration = Duration::from_secs(20);
 
-/// `dspans ARGS` with only `env` of the OTEL and TRACEPARENT variables,
-/// `stdin` fed in.
 fn dspans(args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(DSPANS);
-    cmd.args(args)
-        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-        .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-        .env_remove("TRACEPARENT")
-        .env_remove("TRACESTATE")
-        .envs(env.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("dspans runs");
-    let mut input = child.stdin.take().unwrap();
-    if let Some(text) = stdin {
-        input.write_all(text.as_bytes()).unwrap();
-    }
-    drop(input);
-    child.wait_with_output().unwrap()
+    crate::support::dspans_with(args, stdin, env)
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -345,4 +324,52 @@ fn check_says_where_the_test_span_went_or_why_not() {
         "{}",
         text(&out.stderr)
     );
+}
+
+/// `exec --save` writes the span before the command starts: when the
+/// runner dies mid-command, a later step ends the span from the file.
+#[test]
+fn a_span_saved_by_exec_can_be_ended_after_the_runner_dies() {
+    let otlp = TestReceiver::start();
+    let endpoint = otlp.endpoint();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("step.json");
+    let started = dir.path().join("started");
+    let mut runner = std::process::Command::new(crate::support::DSPANS)
+        .args(["span", "exec", "step", "--save"])
+        .arg(&file)
+        .args(["--otlp-endpoint", &endpoint, "--", "sh", "-c"])
+        .arg(format!("echo $$ > {}; exec sleep 30", started.display()))
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let command_pid =
+        dspans_test_support::wait_for("the command started", WAIT, String::new, || {
+            let pid = std::fs::read_to_string(&started).ok()?;
+            pid.trim().parse::<u32>().ok()
+        });
+    runner.kill().unwrap();
+    runner.wait().unwrap();
+    let path = file.to_str().unwrap();
+    let out = dspans(
+        &[
+            "span",
+            "end",
+            path,
+            "--status-description",
+            "runner died",
+            "--otlp-endpoint",
+            &endpoint,
+        ],
+        None,
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let spans = otlp.wait_for_spans(1, WAIT);
+    assert_eq!(spans[0].name, "step");
+    assert_eq!(status_of(&spans[0]), StatusCode::Error);
+    // The command outlived its runner; it goes with the test.
+    let _ = std::process::Command::new("kill")
+        .arg(command_pid.to_string())
+        .status();
 }

@@ -346,3 +346,29 @@ pub fn exporting_provider(
         .with_simple_exporter(build_exporter(&opts).expect("exporter"))
         .build()
 }
+
+/// `dspans ARGS` as a shell step runs it: stdin fed from `stdin`, output
+/// kept, and none of the test's own OTEL_* or TRACEPARENT variables, only
+/// those of `env`.
+pub fn dspans_with(args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Output {
+    use std::io::Write as _;
+    let mut cmd = Command::new(DSPANS);
+    cmd.args(args)
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        .env_remove("OTEL_EXPORTER_OTLP_PROTOCOL")
+        .env_remove("OTEL_SERVICE_NAME")
+        .env_remove("TRACEPARENT")
+        .env_remove("TRACESTATE")
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("dspans runs");
+    let mut input = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
