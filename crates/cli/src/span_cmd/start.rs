@@ -64,8 +64,8 @@ pub struct StartArgs {
     /// What to print: the span info, its traceparent, or its ids in hex.
     #[arg(long, value_enum, default_value_t = PrintArg::Json)]
     pub print: PrintArg,
-    /// Append TRACEPARENT=…, DSPANS_SPAN_INFO=<span info> (and
-    /// DSPANS_SPAN_FILE=<--save FILE>) to FILE in dotenv form, as GitHub
+    /// Append `TRACEPARENT=…`, `DSPANS_SPAN_INFO=` the span info (and
+    /// `DSPANS_SPAN_FILE=` the --save FILE) to FILE in dotenv form, as GitHub
     /// Actions' $GITHUB_ENV and GitLab's dotenv reports read it: later
     /// steps' spans become its children, and the last step can end it with
     /// `echo "$DSPANS_SPAN_INFO" | dspans span end -`.
