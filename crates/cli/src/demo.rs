@@ -38,6 +38,48 @@ pub struct DemoArgs {
     /// `scripts/zookeeper.sh start`).
     #[arg(long, value_name = "HOSTS", default_value = "127.0.0.1:2181")]
     pub zk: String,
+    /// Also send the demo's traces to this OTLP backend (Jaeger, Tempo, an
+    /// OpenTelemetry Collector) once the run is over, each span once.
+    /// Default: OTEL_EXPORTER_OTLP_ENDPOINT, when set (with
+    /// OTEL_EXPORTER_OTLP_PROTOCOL). The demo's own components never
+    /// inherit the OTEL_* variables.
+    #[arg(long, value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
+}
+
+/// Removes the variables that would send the demo's spans elsewhere than
+/// its own collector (the components read OTEL_* over their config).
+fn clean_env(command: &mut Command) -> &mut Command {
+    for var in dspans_otlp::ENV_VARS {
+        command.env_remove(var);
+    }
+    command
+        .env_remove("TRACEPARENT")
+        .env_remove("TRACESTATE")
+        .env_remove("DSPANS_CONFIG")
+}
+
+/// Sends the demo's traces to the user's backend, request by request.
+async fn forward(traces: &Path, endpoint: &str) -> anyhow::Result<()> {
+    let mut options = dspans_otlp::ExportOptions {
+        enabled: true,
+        endpoint: Some(endpoint.to_string()),
+        ..Default::default()
+    };
+    if let Ok(protocol) = std::env::var("OTEL_EXPORTER_OTLP_PROTOCOL") {
+        options.protocol = protocol.parse().context("OTEL_EXPORTER_OTLP_PROTOCOL")?;
+    }
+    let mut sender = dspans_otlp::RequestSender::new(&options)?;
+    let requests = dspans_otlp::read_json_lines(traces)?;
+    let spans: usize = requests.iter().map(dspans_otlp::receiver::span_count).sum();
+    for request in requests {
+        sender
+            .send(request)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot send the demo's traces: {e}"))?;
+    }
+    println!("  sent {spans} spans to {}", sender.endpoint());
+    Ok(())
 }
 
 /// Child processes, stopped (SIGTERM, then SIGKILL) when dropped.
@@ -201,7 +243,7 @@ fn component(
 ) -> anyhow::Result<Command> {
     let log = std::fs::File::create(logs.join(format!("{name}.log")))?;
     let mut command = Command::new(exe);
-    command
+    clean_env(&mut command)
         .args([kind, "--config"])
         .arg(config)
         .args(["--name", name])
@@ -215,7 +257,19 @@ fn component(
 /// Runs the demo; exits non-zero when a trace is incomplete.
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let started = Instant::now();
+    let forward_to = args
+        .otlp_endpoint
+        .clone()
+        .or_else(|| std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok())
+        .filter(|e| !e.trim().is_empty());
     let dir = match &args.dir {
+        Some(dir) if dir.join("dspans.toml").exists() => {
+            return Err(crate::UsageError(format!(
+                "{} holds an earlier demo run; give another --dir, or remove it first",
+                dir.display()
+            ))
+            .into());
+        }
         Some(dir) => {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
@@ -240,7 +294,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         children: Vec::new(),
     };
     let mut collector = Command::new(&exe);
-    collector
+    clean_env(&mut collector)
         .args([
             "collector",
             "--grpc",
@@ -298,7 +352,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .await
         .context("cannot open the store")?;
     for n in 1..=args.items {
-        let out = Command::new(&exe)
+        let out = clean_env(&mut Command::new(&exe))
             .args(["enqueue", "--config"])
             .arg(&config_path)
             .args([
@@ -423,6 +477,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("  traces: {}", traces.display());
     println!("  report: {}", html.display());
     println!("  took {:.1} s", started.elapsed().as_secs_f64());
+    if let Some(endpoint) = &forward_to {
+        forward(&traces, endpoint).await?;
+    }
     if summary.missing_parent > 0
         || summary.duplicate_span_ids > 0
         || open_spans > 0

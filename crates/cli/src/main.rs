@@ -11,6 +11,7 @@ mod demo;
 mod export_args;
 mod pipeline_cmd;
 mod reports;
+mod send_cmd;
 mod span_cmd;
 mod spans_cmd;
 mod status_cmd;
@@ -59,6 +60,8 @@ enum Command {
     Spans(spans_cmd::SpansArgs),
     /// Receive OTLP traces (gRPC and HTTP) into an OTLP-JSON lines file.
     Collector(collector_cmd::CollectorArgs),
+    /// Send OTLP-JSON lines files (dspans's, or the OpenTelemetry Collector's) to an OTLP backend.
+    Send(send_cmd::SendArgs),
     /// Show the traces of an OTLP-JSON lines file as waterfalls (terminal, --html).
     View(view_cmd::ViewArgs),
     /// Inspect the coordination store (SQLite or ZooKeeper) named by a config file.
@@ -147,6 +150,7 @@ fn main() -> ExitCode {
             Command::Status(args) => status_cmd::run_status(args).await,
             Command::Spans(args) => spans_cmd::run(args).await,
             Command::Collector(args) => collector_cmd::run(args).await,
+            Command::Send(args) => send_cmd::run(args).await,
             Command::View(args) => view_cmd::run(args),
             Command::Store(cmd) => store_cmd::run_store(cmd).await,
             Command::Bench(BenchCommand::Spans(args)) => bench_spans::run(&args),

@@ -94,6 +94,10 @@ impl OtlpExporter {
             if let Some(detail) = detail {
                 what = format!("{what} ({detail})");
             }
+            let tls = self.endpoint.starts_with("https://");
+            if let Some(hint) = crate::hints::export_hint(self.protocol, tls, &what) {
+                what = format!("{what}; hint: {hint}");
+            }
             OTelSdkError::InternalFailure(format!(
                 "OTLP {} export to {} failed: {what}",
                 self.protocol, self.endpoint
@@ -168,7 +172,7 @@ impl SpanExporter for Exporter {
 /// `endpoint` with the scheme gRPC security calls for: `insecure` decides
 /// when set; otherwise `tls_*` options ask for TLS; otherwise the scheme
 /// decides and a schemeless endpoint gets TLS.
-fn grpc_endpoint(opts: &ExportOptions, endpoint: &str) -> (String, bool) {
+pub(crate) fn grpc_endpoint(opts: &ExportOptions, endpoint: &str) -> (String, bool) {
     let (scheme, rest) = match endpoint.split_once("://") {
         Some((s, r)) => (Some(s), r),
         None => (None, endpoint),

@@ -37,6 +37,7 @@
 pub mod collector;
 mod error;
 mod exporter;
+mod hints;
 mod http_client;
 mod jsonl;
 mod option_values;
@@ -45,11 +46,13 @@ mod parse;
 pub mod receiver;
 mod retry;
 mod sampling;
+mod send;
 mod tls;
 mod values;
 pub mod view;
 
 pub use exporter::{build_exporter, ExportSetupError, Exporter, OtlpExporter};
+pub use hints::export_hint;
 pub use jsonl::{
     parse_json_lines, read_json_lines, request_to_json_line, scan_json_lines, to_export_request,
     JsonLinesExporter, JsonLinesWriter, LinesRead, ReadError, MAX_LINE_BYTES,
@@ -59,6 +62,7 @@ pub use options::{
     DEFAULT_HTTP_ENDPOINT, DEFAULT_SERVICE_NAME, DEFAULT_TIMEOUT_MS, ENV_VARS, TRACES_PATH,
 };
 pub use retry::RetryingExporter;
+pub use send::RequestSender;
 
 /// The OTLP protobuf types (`opentelemetry-proto`), re-exported so users
 /// need not depend on it to read requests.

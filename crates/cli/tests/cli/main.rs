@@ -18,6 +18,7 @@ mod python_client;
 mod report_browser;
 mod results;
 mod sampling;
+mod send_and_forward;
 mod span_cli;
 mod span_exec;
 mod status_sigterm;
