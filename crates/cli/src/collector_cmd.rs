@@ -22,6 +22,11 @@ use dspans_otlp::receiver::{
 /// Example, for senders on other hosts:
 ///   dspans collector --out traces.jsonl --grpc 0.0.0.0:4317 --http 0.0.0.0:4318 \
 ///     --tls-cert cert.pem --tls-key key.pem --auth-token-file token
+///
+/// Example, a relay in front of Tempo (each span once, none lost while
+/// Tempo or the relay restarts):
+///   dspans collector --grpc 127.0.0.1:4317 --http 127.0.0.1:4318 \
+///     --forward http://tempo:4317 --spool /var/lib/dspans/spool
 #[derive(Args, Debug, Clone)]
 pub struct CollectorArgs {
     /// OTLP/gRPC listen address (port 0 picks a free port).
@@ -31,8 +36,35 @@ pub struct CollectorArgs {
     #[arg(long, value_name = "ADDR", default_value = DEFAULT_HTTP_ADDR)]
     pub http: SocketAddr,
     /// The OTLP-JSON lines file to append to (created when missing).
+    #[arg(long, value_name = "FILE", required_unless_present = "forward")]
+    pub out: Option<PathBuf>,
+    /// Relay: forward what is accepted to this OTLP backend (Jaeger, Tempo,
+    /// an OpenTelemetry Collector), through --spool. A sender is answered
+    /// once its spans are in the spool; they go upstream in order, at least
+    /// once, retried while the upstream is away, repeats dropped.
+    #[arg(long, value_name = "URL", requires = "spool")]
+    pub forward: Option<String>,
+    /// The relay's spool directory (kept across restarts: a relay killed
+    /// and started again on it loses nothing it accepted).
+    #[arg(long, value_name = "DIR", requires = "forward")]
+    pub spool: Option<PathBuf>,
+    /// OTLP protocol of --forward.
+    #[arg(long, value_name = "PROTOCOL", default_value = "grpc",
+          value_parser = ["grpc", "http/protobuf"])]
+    pub forward_protocol: String,
+    /// Header K=V sent upstream with each request (e.g. an API key); repeatable.
+    #[arg(long, value_name = "K=V")]
+    pub forward_header: Vec<String>,
+    /// PEM CA bundle to verify the upstream (default: the system's CAs).
     #[arg(long, value_name = "FILE")]
-    pub out: PathBuf,
+    pub forward_tls_ca: Option<PathBuf>,
+    /// gzip the requests sent upstream.
+    #[arg(long)]
+    pub forward_gzip: bool,
+    /// The spool's size limit in bytes: over it, senders are told to retry
+    /// later (UNAVAILABLE / 503) until the upstream has taken enough.
+    #[arg(long, value_name = "BYTES", default_value_t = dspans_otlp::relay::DEFAULT_SPOOL_BYTES)]
+    pub spool_max_bytes: u64,
     /// Largest accepted request in bytes, after decompression.
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_REQUEST_BYTES)]
     pub max_request_bytes: usize,
@@ -95,22 +127,60 @@ fn read_token(path: &Path) -> anyhow::Result<String> {
     Ok(token.to_string())
 }
 
+/// The upstream of a relay, from the --forward options.
+fn forward_config(
+    args: &CollectorArgs,
+    url: &str,
+    spool: &Path,
+) -> anyhow::Result<collector::ForwardConfig> {
+    let mut upstream = dspans_otlp::ExportOptions {
+        enabled: true,
+        endpoint: Some(url.to_string()),
+        protocol: args.forward_protocol.parse()?,
+        ..Default::default()
+    };
+    for pair in &args.forward_header {
+        let Some((k, v)) = pair.split_once('=').filter(|(k, _)| !k.is_empty()) else {
+            return Err(crate::UsageError(format!("--forward-header {pair:?} is not K=V")).into());
+        };
+        upstream.headers.insert(k.to_string(), v.to_string());
+    }
+    if let Some(ca) = &args.forward_tls_ca {
+        match upstream.protocol {
+            dspans_otlp::Protocol::Grpc => upstream.tls_ca = Some(ca.clone()),
+            dspans_otlp::Protocol::HttpProtobuf => upstream.certificate_file = Some(ca.clone()),
+        }
+    }
+    if args.forward_gzip {
+        upstream.compression = Some(dspans_otlp::Compression::Gzip);
+    }
+    upstream.validate()?;
+    Ok(collector::ForwardConfig {
+        upstream,
+        spool: spool.to_path_buf(),
+        max_bytes: args.spool_max_bytes,
+    })
+}
+
 /// Runs the collector until SIGTERM or Ctrl-C.
 pub async fn run(args: CollectorArgs) -> anyhow::Result<()> {
     // Handlers first: a SIGTERM right after the addresses are printed must
     // not hit the default action.
     let stop = termination().context("cannot install the signal handlers")?;
     survive_file_size_limit().context("cannot install the SIGXFSZ handler")?;
-    let mut config = CollectorConfig::new(args.out)
-        .grpc(Some(args.grpc))
-        .http(Some(args.http))
-        .max_request_bytes(args.max_request_bytes)
-        .max_connections(args.max_connections)
-        .timeouts(Timeouts {
-            header: args.header_timeout,
-            request: args.request_timeout,
-            idle: args.idle_timeout,
-        });
+    let mut config = match &args.out {
+        Some(out) => CollectorConfig::new(out),
+        None => CollectorConfig::new("").without_file(),
+    }
+    .grpc(Some(args.grpc))
+    .http(Some(args.http))
+    .max_request_bytes(args.max_request_bytes)
+    .max_connections(args.max_connections)
+    .timeouts(Timeouts {
+        header: args.header_timeout,
+        request: args.request_timeout,
+        idle: args.idle_timeout,
+    });
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         config = config.tls_pem(
             read_file("TLS certificate", cert)?,
@@ -119,6 +189,9 @@ pub async fn run(args: CollectorArgs) -> anyhow::Result<()> {
     }
     if let Some(path) = &args.auth_token_file {
         config = config.bearer_token(read_token(path)?);
+    }
+    if let (Some(url), Some(spool)) = (&args.forward, &args.spool) {
+        config = config.forward(forward_config(&args, url, spool)?);
     }
     collector::run(&config, &mut std::io::stdout(), stop).await?;
     Ok(())

@@ -39,10 +39,15 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+
+use crate::options::ExportOptions;
 use crate::receiver::{
-    Dedupe, JsonLinesSink, Receiver, ReceiverError, RunningReceiver, Timeouts, DEFAULT_GRPC_ADDR,
-    DEFAULT_HTTP_ADDR, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_REQUEST_BYTES,
+    Dedupe, JsonLinesSink, Receiver, ReceiverError, RunningReceiver, SinkError, Timeouts,
+    TraceSink, DEFAULT_GRPC_ADDR, DEFAULT_HTTP_ADDR, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_REQUEST_BYTES,
 };
+use crate::relay::{Forwarder, Spool};
 
 /// Spans remembered for dropping repeats (about 50 MB at most).
 const REMEMBERED_SPANS: usize = 1_000_000;
@@ -64,6 +69,20 @@ pub enum CollectorError {
     /// The listen addresses could not be printed.
     #[error("cannot print the listen addresses: {0}")]
     Announce(std::io::Error),
+    /// The relay's spool or its upstream client could not be set up.
+    #[error("cannot set up forwarding: {0}")]
+    Forward(String),
+}
+
+/// Forwarding to an OTLP backend through a spool ([`crate::relay`]).
+#[derive(Debug, Clone)]
+pub struct ForwardConfig {
+    /// The upstream: endpoint, protocol, headers, TLS, compression.
+    pub upstream: ExportOptions,
+    /// The spool directory (created, mode 0700).
+    pub spool: PathBuf,
+    /// The journal's size limit; over it, requests are refused for now.
+    pub max_bytes: u64,
 }
 
 /// What to listen on and where to write.
@@ -73,8 +92,10 @@ pub struct CollectorConfig {
     pub grpc: Option<SocketAddr>,
     /// OTLP/HTTP listen address; `None` for no HTTP.
     pub http: Option<SocketAddr>,
-    /// The OTLP-JSON lines file appended to (created when missing).
-    pub out: PathBuf,
+    /// The OTLP-JSON lines file appended to (created when missing), if any.
+    pub out: Option<PathBuf>,
+    /// Forwarding to a backend through a spool, if any.
+    pub forward: Option<ForwardConfig>,
     /// Largest accepted request, after decompression.
     pub max_request_bytes: usize,
     /// PEM certificate chain and key: serve both protocols over TLS.
@@ -94,13 +115,27 @@ impl CollectorConfig {
         Self {
             grpc: DEFAULT_GRPC_ADDR.parse().ok(),
             http: DEFAULT_HTTP_ADDR.parse().ok(),
-            out: out.into(),
+            out: Some(out.into()),
+            forward: None,
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             tls: None,
             bearer_token: None,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             timeouts: Timeouts::default(),
         }
+    }
+
+    /// Also (or, with [`CollectorConfig::without_file`], only) forwards
+    /// to a backend through a spool.
+    pub fn forward(mut self, forward: ForwardConfig) -> Self {
+        self.forward = Some(forward);
+        self
+    }
+
+    /// Writes no file: with [`CollectorConfig::forward`], a pure relay.
+    pub fn without_file(mut self) -> Self {
+        self.out = None;
+        self
     }
 
     /// Sets (or with `None`, turns off) the gRPC listen address.
@@ -146,39 +181,112 @@ impl CollectorConfig {
     }
 }
 
+/// Where accepted requests go: the spool first (when forwarding), then the
+/// file (when writing one). A request refused by either is refused.
+#[derive(Debug)]
+struct Outputs {
+    spool: Option<Spool>,
+    file: Option<JsonLinesSink>,
+}
+
+impl TraceSink for Outputs {
+    fn accept(&self, request: ExportTraceServiceRequest) -> Result<(), SinkError> {
+        match (&self.spool, &self.file) {
+            (Some(spool), Some(file)) => {
+                spool.accept(request.clone())?;
+                file.accept(request)
+            }
+            (Some(spool), None) => spool.accept(request),
+            (None, Some(file)) => file.accept(request),
+            (None, None) => Ok(()),
+        }
+    }
+}
+
 /// A running collector.
 #[derive(Debug)]
 pub struct Collector {
     running: RunningReceiver,
-    out: PathBuf,
-    repeats: Dedupe<JsonLinesSink>,
+    out: Option<PathBuf>,
+    repeats: Dedupe<Outputs>,
+    forwarder: Option<(
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    )>,
+}
+
+/// Marks the spans of the requests in `path` as seen by `sink`.
+fn remember_file(sink: &Dedupe<Outputs>, path: &Path) {
+    if !path.exists() {
+        return;
+    }
+    match crate::jsonl::scan_json_lines(path, |request| sink.remember(std::iter::once(&request))) {
+        Ok(read) if read.unreadable > 0 => tracing::warn!(
+            file = %path.display(),
+            requests = read.requests,
+            skipped = read.unreadable,
+            "unreadable lines skipped; repeats of their spans will be taken again"
+        ),
+        Ok(read) => tracing::debug!(
+            requests = read.requests,
+            "spans already received remembered"
+        ),
+        Err(error) => {
+            tracing::warn!(%error, "spans already received not read; repeats of them will be taken again")
+        }
+    }
 }
 
 impl Collector {
-    /// Opens the output file and starts listening. Must be called within a
-    /// tokio runtime.
+    /// Opens the output file (and the spool) and starts listening (and
+    /// forwarding). Must be called within a tokio runtime.
     pub async fn start(config: &CollectorConfig) -> Result<Collector, CollectorError> {
-        let file = JsonLinesSink::open(&config.out).map_err(|source| CollectorError::Output {
-            path: config.out.clone(),
-            source,
-        })?;
-        let sink = Dedupe::new(file, REMEMBERED_SPANS);
-        // Spans already in the file (a collector restarted on it) count as
-        // seen, so an exporter's resend after the restart is not written twice.
-        match crate::jsonl::scan_json_lines(&config.out, |request| {
-            sink.remember(std::iter::once(&request))
-        }) {
-            Ok(read) if read.unreadable > 0 => tracing::warn!(
-                out = %config.out.display(),
-                requests = read.requests,
-                skipped = read.unreadable,
-                "unreadable lines in the output skipped; repeats of their spans will be written"
-            ),
-            Ok(read) => tracing::debug!(requests = read.requests, "spans in the output remembered"),
-            Err(error) => {
-                tracing::warn!(%error, "existing spans in the output not read; repeats of them will be written")
+        let file = match &config.out {
+            Some(out) => {
+                Some(
+                    JsonLinesSink::open(out).map_err(|source| CollectorError::Output {
+                        path: out.clone(),
+                        source,
+                    })?,
+                )
             }
+            None => None,
+        };
+        let (spool, forwarder) = match &config.forward {
+            Some(forward) => {
+                let spool = Spool::open(&forward.spool, forward.max_bytes).map_err(|e| {
+                    CollectorError::Forward(format!("spool {}: {e}", forward.spool.display()))
+                })?;
+                let sender = crate::send::RequestSender::new(&forward.upstream)
+                    .map_err(|e| CollectorError::Forward(e.to_string()))?;
+                (Some(spool.clone()), Some(Forwarder::new(spool, sender)))
+            }
+            None => (None, None),
+        };
+        let sink = Dedupe::new(
+            Outputs {
+                spool: spool.clone(),
+                file,
+            },
+            REMEMBERED_SPANS,
+        );
+        // Spans already taken (a collector restarted on its file or spool)
+        // count as seen, so an exporter's resend after the restart is not
+        // taken twice.
+        if let Some(spool) = &spool {
+            remember_file(&sink, &spool.previous());
+            remember_file(&sink, &spool.journal());
         }
+        if let Some(out) = &config.out {
+            remember_file(&sink, out);
+        }
+        let forwarder = forwarder.map(|forwarder| {
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let task = tokio::spawn(forwarder.run(async {
+                let _ = stopped.await;
+            }));
+            (stop, task)
+        });
         let mut builder = Receiver::builder()
             .max_request_bytes(config.max_request_bytes)
             .max_connections(config.max_connections)
@@ -201,6 +309,7 @@ impl Collector {
             running,
             out: config.out.clone(),
             repeats: sink_repeats,
+            forwarder,
         })
     }
 
@@ -214,9 +323,9 @@ impl Collector {
         self.running.http_addr()
     }
 
-    /// The file written to.
-    pub fn out(&self) -> &Path {
-        &self.out
+    /// The file written to, if any.
+    pub fn out(&self) -> Option<&Path> {
+        self.out.as_deref()
     }
 
     /// The machine-readable announcement of the bound addresses, one line
@@ -246,6 +355,10 @@ impl Collector {
     /// accepted request is in the file.
     pub async fn shutdown(self) -> Result<(), CollectorError> {
         self.running.shutdown().await?;
+        if let Some((stop, task)) = self.forwarder {
+            let _ = stop.send(());
+            let _ = task.await;
+        }
         Ok(())
     }
 }
@@ -269,7 +382,14 @@ where
         .write_all(text.as_bytes())
         .and_then(|()| announce.flush())
         .map_err(CollectorError::Announce)?;
-    tracing::info!(out = %collector.out().display(), "collector writing OTLP-JSON lines");
+    match (collector.out(), &config.forward) {
+        (Some(out), _) => tracing::info!(out = %out.display(), "collector writing OTLP-JSON lines"),
+        (None, Some(forward)) => tracing::info!(spool = %forward.spool.display(),
+            upstream = %forward.upstream.traces_endpoint(), "relay forwarding through its spool"),
+        (None, None) => {
+            tracing::warn!("collector with neither a file nor an upstream: spans are dropped")
+        }
+    }
     stop.await;
     tracing::info!("collector stopping");
     let repeats = collector.repeats();

@@ -44,6 +44,7 @@ mod option_values;
 mod options;
 mod parse;
 pub mod receiver;
+pub mod relay;
 mod retry;
 mod sampling;
 mod send;

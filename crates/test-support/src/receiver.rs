@@ -144,6 +144,14 @@ impl TestReceiver {
         })
     }
 
+    /// Stops listening (a collector gone away), keeping what it received
+    /// readable. Call it from a thread that runs no runtime.
+    pub fn stop(&mut self) {
+        if let Some(running) = self.running.take() {
+            let _ = run_on(self.runtime(), running.shutdown());
+        }
+    }
+
     /// Stops accepting, lets open requests finish, and reports a server
     /// that had failed (what [`RunningReceiver::shutdown`] reports).
     pub async fn shutdown(mut self) -> Result<(), ReceiverError> {

@@ -15,6 +15,7 @@ mod collector_view;
 mod demo;
 mod pipeline_processes;
 mod python_client;
+mod relay;
 mod report_browser;
 mod results;
 mod sampling;
