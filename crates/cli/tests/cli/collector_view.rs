@@ -263,3 +263,36 @@ fn view_html_has_one_row_per_span_and_escapes_attributes() {
     let html = std::fs::read_to_string(&only).unwrap();
     assert_eq!(html.matches("<div class=\"span-row").count(), 3);
 }
+
+/// The terminal waterfall fits a width, shows the attributes asked for,
+/// finds a trace by the start of its id, and colours errors only when
+/// colour is wanted.
+#[test]
+fn view_fits_its_width_and_shows_what_is_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = known_file(dir.path());
+    let text = |args: &[&str]| {
+        let output = view(args, &file);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let narrow = text(&["--width", "60"]);
+    assert!(narrow.lines().all(|l| l.chars().count() <= 60), "{narrow}");
+    let all = text(&["--attrs", "all"]);
+    assert!(all.contains("log=<script>alert(1)</script>"), "{all}");
+    let listed = text(&["--attrs", "log"]);
+    assert!(
+        listed.contains("log=") && !listed.contains("result="),
+        "{listed}"
+    );
+    // Output to a pipe: no colour unless asked for.
+    assert!(!all.contains('\x1b'));
+    let coloured = text(&["--color", "always"]);
+    assert!(coloured.contains("\x1b[1mtrace"), "{coloured}");
+    let prefix = text(&["--trace", &T2[..6]]);
+    assert!(prefix.starts_with(&format!("trace {T2}")), "{prefix}");
+}

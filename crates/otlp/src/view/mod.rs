@@ -30,7 +30,9 @@ pub use model::{
     format_duration, hex, value_to_string, Row, Summary, Trace, TraceSet, TraceSummary, ViewEvent,
     ViewLink, ViewSpan,
 };
-pub use terminal::{render_terminal, render_trace_terminal};
+pub use terminal::{
+    render_terminal, render_terminal_with, render_trace_terminal, Shown, TerminalOptions,
+};
 
 use crate::jsonl::ReadError;
 
@@ -54,6 +56,14 @@ pub enum ViewError {
     /// `--trace` named a trace that is not in the file.
     #[error("no trace {0} in the file")]
     NoSuchTrace(String),
+    /// `--trace` is the start of more than one trace id.
+    #[error("{traces} traces start with {prefix}: give more of the id")]
+    AmbiguousTrace {
+        /// The prefix given.
+        prefix: String,
+        /// How many traces it matches.
+        traces: usize,
+    },
     /// `--trace` is not a hex trace id.
     #[error("{0:?} is not a hex trace id")]
     BadTraceId(String),

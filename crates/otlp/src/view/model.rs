@@ -330,6 +330,28 @@ impl Trace {
             .unwrap_or("")
     }
 
+    /// What the trace is about, from its first root's attributes: the
+    /// pipeline, the project and the change (the CI/CD and VCS conventions'
+    /// keys, else Zuul's), e.g. `gate org/project change 3`. Empty when the
+    /// root has none of them.
+    pub fn subject(&self) -> String {
+        let Some(root) = self.rows.first().map(|r| &self.spans[r.span]) else {
+            return String::new();
+        };
+        let first = |keys: &[&str]| keys.iter().find_map(|k| root.attribute(k));
+        let mut parts = Vec::new();
+        if let Some(pipeline) = first(&["cicd.pipeline.name", "zuul_pipeline", "pipeline"]) {
+            parts.push(pipeline.to_string());
+        }
+        if let Some(project) = first(&["vcs.repository.name", "ref_project"]) {
+            parts.push(project.trim_matches(['[', ']', '"']).to_string());
+        }
+        if let Some(change) = first(&["vcs.change.id", "ref_number"]) {
+            parts.push(format!("change {}", change.trim_matches(['[', ']', '"'])));
+        }
+        parts.join(" ")
+    }
+
     /// Span count, missing parents and duplicate span ids of this trace.
     pub fn summary(&self) -> TraceSummary {
         let mut missing_parent: Vec<String> = self
@@ -466,7 +488,8 @@ impl TraceSet {
         &self.traces
     }
 
-    /// Only the trace with this hex id (any case, surrounding spaces ignored).
+    /// Only the trace whose hex id starts with `trace_id` (any case,
+    /// surrounding spaces ignored); an error when none or several do.
     pub fn only(self, trace_id: &str) -> Result<TraceSet, ViewError> {
         let id = trace_id.trim().to_ascii_lowercase();
         if id.is_empty() || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -475,12 +498,16 @@ impl TraceSet {
         let traces: Vec<Trace> = self
             .traces
             .into_iter()
-            .filter(|t| t.trace_id == id)
+            .filter(|t| t.trace_id.starts_with(&id))
             .collect();
-        if traces.is_empty() {
-            return Err(ViewError::NoSuchTrace(id));
+        match traces.len() {
+            0 => Err(ViewError::NoSuchTrace(id)),
+            1 => Ok(TraceSet { traces }),
+            n => Err(ViewError::AmbiguousTrace {
+                prefix: id,
+                traces: n,
+            }),
         }
-        Ok(TraceSet { traces })
     }
 
     /// Span counts, missing parents and duplicate span ids.
@@ -492,5 +519,43 @@ impl TraceSet {
             duplicate_span_ids: traces.iter().map(|t| t.duplicate_span_ids.len()).sum(),
             traces,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(trace_ids: &[&str]) -> String {
+        let spans: Vec<String> = trace_ids
+            .iter()
+            .enumerate()
+            .map(|(n, t)| {
+                format!(
+                    r#"{{"traceId":"{t}","spanId":"{:016x}","name":"s","startTimeUnixNano":"1","endTimeUnixNano":"2"}}"#,
+                    n + 1
+                )
+            })
+            .collect();
+        format!(
+            r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{}]}}]}}]}}"#,
+            spans.join(",")
+        )
+    }
+
+    #[test]
+    fn a_trace_is_found_by_a_unique_start_of_its_id() {
+        let (a, b) = (
+            "aa11000000000000000000000000000a",
+            "aa22000000000000000000000000000b",
+        );
+        let set = || TraceSet::parse(&line(&[a, b])).unwrap();
+        assert_eq!(set().only("AA1").unwrap().traces()[0].trace_id, a);
+        assert!(matches!(
+            set().only("aa"),
+            Err(ViewError::AmbiguousTrace { traces: 2, .. })
+        ));
+        assert!(matches!(set().only("ab"), Err(ViewError::NoSuchTrace(_))));
+        assert!(matches!(set().only("xyz"), Err(ViewError::BadTraceId(_))));
     }
 }
