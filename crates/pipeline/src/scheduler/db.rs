@@ -39,6 +39,12 @@ pub struct Versioned<T> {
 }
 
 impl<T: StoredObject> Versioned<T> {
+    /// Follows this process's own successful write of the object: a set
+    /// moves a node's version on by exactly one.
+    pub fn written(&mut self) {
+        self.version = self.version.wrapping_add(1);
+    }
+
     /// The compare-and-set write of a changed value.
     pub fn set_op(&self) -> Result<Op, StepError> {
         Ok(Op::set(

@@ -97,7 +97,7 @@ async fn manage_item(
         tracing::warn!(%pipeline, item = %uuid, "queue names a missing item; removing it");
         queue.value.items.retain(|u| u != uuid);
         s.write(&[queue.set_op()?]).await?;
-        dequeued(queue);
+        queue.written();
         return Ok(true);
     };
     let buildset_path = s
@@ -125,7 +125,7 @@ async fn manage_item(
             if !reset && (!dependent || position == 0) {
                 report_and_dequeue(s, queue, item, buildset, result).await?;
                 queue.value.items.retain(|u| u != uuid);
-                dequeued(queue);
+                queue.written();
                 true
             } else {
                 reset
@@ -133,12 +133,6 @@ async fn manage_item(
         }
     };
     Ok(changed)
-}
-
-/// Follows this sweep's own successful write of the queue object: a set
-/// moves a node's version on by exactly one.
-pub(super) fn dequeued(queue: &mut Versioned<ChangeQueue>) {
-    queue.version = queue.version.wrapping_add(1);
 }
 
 /// Asks a merger to merge the change, on top of the items ahead in a

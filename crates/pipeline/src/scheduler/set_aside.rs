@@ -14,7 +14,6 @@ use durable_spans::Timestamp;
 use serde_json::Value;
 
 use super::db::{create_op, delete_tree_ops, StepError, Versioned};
-use super::manage::dequeued;
 use super::Scheduler;
 use crate::model::{ChangeQueue, ChangeRef, ItemResult, ModelError, Report};
 
@@ -84,7 +83,7 @@ pub(super) async fn set_aside_item(
         ops.push(create_op(&s.layout.report(pipeline, uuid), report)?);
     }
     s.write(&ops).await?;
-    dequeued(queue);
+    queue.written();
     tracing::error!(
         %pipeline, item = %uuid, %path, %error, set_aside = %kept_at, reported = report.is_some(),
         "an object of the item does not decode; the item is set aside and reported ERROR"
