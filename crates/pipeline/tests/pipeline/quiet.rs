@@ -237,7 +237,7 @@ fn a_retried_event_ends_one_error_span_per_failure_episode() {
     };
     // The scheduler retried the event many times; every failed try is
     // counted on the span of the try that succeeded.
-    assert!(failed_attempts >= 5, "only {failed_attempts} tries failed");
+    assert!(failed_attempts >= 2, "only {failed_attempts} tries failed");
     assert_eq!(
         captured.lines_with(&format!("failures={failed_attempts}")),
         1,
