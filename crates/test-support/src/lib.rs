@@ -6,7 +6,7 @@
 //! - [`ZkServer`]: a real ZooKeeper server per test, started through
 //!   `scripts/zookeeper.sh` on a [`free_port`];
 //! - [`TlsZkServer`]: one that also serves TLS, with a [`Ca`] and
-//!   certificates made by the test;
+//!   certificates made by the test; [`ZkEnsemble`]: three as one ensemble;
 //! - [`Backend`]: the coordination store a test case runs against, for
 //!   `rstest` cases that run one body on each;
 //! - [`process`]: child processes with a log each, signals, bounded waits
@@ -38,6 +38,7 @@ pub mod process;
 mod receiver;
 mod wait;
 mod zookeeper;
+mod zookeeper_ensemble;
 mod zookeeper_tls;
 
 pub use attributes::{attr, string};
@@ -46,4 +47,5 @@ pub use ports::free_port;
 pub use receiver::TestReceiver;
 pub use wait::{wait_for, wait_until};
 pub use zookeeper::{ZkServer, zookeeper_script};
+pub use zookeeper_ensemble::ZkEnsemble;
 pub use zookeeper_tls::{Ca, TlsZkServer};

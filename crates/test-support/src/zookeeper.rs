@@ -27,6 +27,8 @@ pub struct ZkServer {
     pub port: u16,
     /// Its configuration, data, log and pid file.
     pub dir: tempfile::TempDir,
+    /// Further arguments of its `start` (an ensemble member's id and quorum).
+    pub start_args: Vec<String>,
 }
 
 impl ZkServer {
@@ -42,6 +44,7 @@ impl ZkServer {
             hosts: String::new(),
             port,
             dir,
+            start_args: Vec::new(),
         };
         server.hosts = server.run("start");
         assert_eq!(server.hosts, format!("127.0.0.1:{port}"));
@@ -58,6 +61,11 @@ impl ZkServer {
             .arg(self.port.to_string())
             .arg("--dir")
             .arg(self.dir.path())
+            .args(if cmd == "start" {
+                &self.start_args[..]
+            } else {
+                &[]
+            })
             .output()
             .expect("cannot run scripts/zookeeper.sh");
         assert!(
@@ -81,6 +89,14 @@ impl Drop for ZkServer {
     /// is gained by the graceful stop of [`ZkServer::stop`], which takes the
     /// JVM seconds.
     fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+impl ZkServer {
+    /// Kills the server with SIGKILL and waits until it is gone (it can be
+    /// started again with `run("start")`, its data intact).
+    pub fn kill(&self) {
         if let Some(pid) = self.running_pid() {
             let _ = Command::new("kill")
                 .args(["-KILL", &pid.to_string()])

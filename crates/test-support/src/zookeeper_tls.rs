@@ -97,6 +97,7 @@ impl TlsZkServer {
             hosts: format!("127.0.0.1:{port}"),
             port,
             dir,
+            start_args: Vec::new(),
         };
         assert!(
             out.status.success(),

@@ -662,3 +662,94 @@ fn an_executor_restarted_under_its_name_retries_its_build_at_once() {
     );
     assert_eq!(world.reports()[0]["result"], "SUCCESS");
 }
+
+/// On a three-server ZooKeeper ensemble, the leader is killed (SIGKILL)
+/// while 10 changes go through the gate, then started again: the
+/// components carry on, every change is reported, and every span arrives
+/// once, each trace whole.
+#[test]
+fn an_ensemble_leader_killed_mid_run_loses_nothing() {
+    let ensemble = dspans_test_support::ZkEnsemble::start();
+    let receiver = TestReceiver::start();
+    let store = format!(
+        "backend = \"zookeeper\"\nhosts = \"{}\"\nsession_timeout_ms = 6000",
+        ensemble.hosts()
+    );
+    let procs = Components::start_on(&store, |store| {
+        format!(
+            r#"[store]
+{store}
+
+[tracing]
+enabled = true
+endpoint = "{endpoint}"
+
+[[pipeline]]
+name = "gate"
+manager = "dependent"
+
+[[job]]
+name = "unit"
+run = "sleep 0.2"
+
+[[job]]
+name = "lint"
+run = "true"
+
+[[project]]
+name = "org/project"
+gate = ["unit", "lint"]
+"#,
+            endpoint = receiver.endpoint(),
+        )
+    });
+    let mut world = World(Scenario {
+        side: receiver,
+        procs,
+    });
+    world.spawn("scheduler", "scheduler-a");
+    world.spawn("scheduler", "scheduler-b");
+    world.spawn("executor", "executor-1");
+    world.spawn("merger", "merger-1");
+    for change in 1..=10 {
+        world.enqueue(change);
+    }
+    // Mid-run: some changes reported, others still queued.
+    wait_for(
+        "3 changes reported",
+        DEADLINE,
+        || world.logs(),
+        || (world.reports().len() >= 3).then_some(()),
+    );
+    let leader = ensemble.leader();
+    ensemble.members[leader].kill();
+    let new_leader = ensemble.leader();
+    assert_ne!(new_leader, leader, "another member leads");
+    ensemble.members[leader].run("start");
+    world.wait_idle();
+    let reports = world.reports();
+    assert_eq!(reports.len(), 10, "every change reported");
+    assert!(
+        reports.iter().all(|r| r["result"] == "SUCCESS"),
+        "{reports:?}"
+    );
+    let spans = world.spans_until("every item's spans", |s| {
+        s.iter().filter(|s| s.name == "QueueItem").count() == 10
+            && s.iter().filter(|s| s.name == "JobRun").count() == 20
+    });
+    let spans = assert_traces_whole(spans);
+    let names = by_name(&spans);
+    for (name, count) in [
+        ("QueueItem", 10),
+        ("BuildSet", 10),
+        ("Build", 20),
+        ("JobRun", 20),
+    ] {
+        assert_eq!(names[name].len(), count, "{name}");
+    }
+    eprintln!(
+        "ensemble: leader {} killed and restarted; {} spans, each once",
+        leader + 1,
+        spans.len()
+    );
+}

@@ -96,8 +96,25 @@ impl Components {
         let turn = HEAVY.take();
         let procs = Processes::new();
         let (store, zk) = store_section(backend, procs.path(), sqlite_session_ms, zk_session_ms);
+        Components::on(procs, turn, &store, zk, config)
+    }
+
+    /// Like [`Components::start`] on a store of the caller's (`store`, the
+    /// `[store]` section's body: a ZooKeeper ensemble, say).
+    pub fn start_on(store: &str, config: impl FnOnce(&str) -> String) -> Components {
+        let turn = HEAVY.take();
+        Components::on(Processes::new(), turn, store, None, config)
+    }
+
+    fn on(
+        procs: Processes,
+        turn: Turn,
+        store: &str,
+        zk: Option<ZkServer>,
+        config: impl FnOnce(&str) -> String,
+    ) -> Components {
         let path = procs.path().join("dspans.toml");
-        std::fs::write(&path, config(&store)).unwrap();
+        std::fs::write(&path, config(store)).unwrap();
         init_store(&path);
         Components {
             procs,

@@ -11,7 +11,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use dspans_store::StoreConfig;
-use dspans_test_support::Backend;
+use dspans_test_support::{Backend, ZkEnsemble};
 use rstest::rstest;
 
 use crate::common::Env;
@@ -109,4 +109,18 @@ async fn conformance(#[case] backend: Backend) {
     if let Some(server) = server {
         server.stop();
     }
+}
+
+/// The suite once against a three-server ensemble, as production runs
+/// ZooKeeper: the client spreads over members and follows the leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_on_an_ensemble() {
+    let ensemble = tokio::task::spawn_blocking(ZkEnsemble::start)
+        .await
+        .expect("the ensemble starts");
+    let hosts = ensemble.hosts();
+    run_suite(Backend::Zookeeper, |_| {
+        StoreConfig::zookeeper(hosts.clone())
+    })
+    .await;
 }
