@@ -48,6 +48,7 @@ pub fn export_hint(protocol: Protocol, tls: bool, error: &str) -> Option<&'stati
         Protocol::HttpProtobuf
             if any(&[
                 "connection closed before message completed",
+                "unexpected message from connection",
                 "invalid http version",
                 "http2",
                 "protocol error",
