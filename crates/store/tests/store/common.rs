@@ -11,6 +11,11 @@ pub struct Env {
     pub base: StoreConfig,
     /// A path no other case uses.
     pub root: String,
+    /// How late past its session timeout a dead client's session may end:
+    /// servers expire sessions on their tick, and the tests run two at a
+    /// time on two cores; an ensemble's leader expires a follower's
+    /// sessions, a little later again.
+    pub expiry_slack: std::time::Duration,
 }
 
 impl Env {

@@ -1,6 +1,6 @@
 //! Lock, job queue and event queue recipes.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
 use dspans_store::recipes::{EventQueue, JobQueue, JobState, Lock};
@@ -140,7 +140,18 @@ pub async fn orphaned_jobs_are_requeued(env: Env) -> anyhow::Result<()> {
     );
     worker.close().await?;
     drop(claim);
-    let requeued = q_survivor.requeue_orphans().await?;
+    // On an ensemble the survivor may read from a member that has not yet
+    // seen the worker's session end (ZooKeeper orders each client's view,
+    // not views across clients): a later look requeues the job, as the
+    // scheduler's look every second does.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let requeued = loop {
+        let requeued = q_survivor.requeue_orphans().await?;
+        if !requeued.is_empty() || Instant::now() >= deadline {
+            break requeued;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     ensure!(requeued == [id.clone()], "requeued {requeued:?}");
     let claim = q_survivor
         .claim_next("w2")
