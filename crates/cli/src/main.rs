@@ -17,6 +17,7 @@ mod spans_cmd;
 mod status_cmd;
 mod store_cmd;
 mod view_cmd;
+mod view_follow;
 
 use std::process::ExitCode;
 

@@ -40,6 +40,10 @@ pub struct ViewArgs {
     /// unless NO_COLOR is set).
     #[arg(long, value_name = "WHEN", default_value = "auto", value_parser = ["auto", "always", "never"])]
     pub color: String,
+    /// Keep reading the file as a collector appends to it, printing each
+    /// trace again when new spans of it arrive (until Ctrl-C).
+    #[arg(long, conflicts_with = "html")]
+    pub follow: bool,
     /// Also write a self-contained HTML page (click a span for its details).
     #[arg(long, value_name = "OUT")]
     pub html: Option<PathBuf>,
@@ -77,6 +81,13 @@ fn terminal_options(args: &ViewArgs) -> TerminalOptions {
 
 /// Prints the waterfall and writes the HTML page if asked.
 pub fn run(args: ViewArgs) -> anyhow::Result<()> {
+    if args.follow {
+        return crate::view_follow::follow(
+            &args.file,
+            args.trace.as_deref(),
+            &terminal_options(&args),
+        );
+    }
     // The library's messages already name their cause: no chain.
     let (mut set, read) = TraceSet::scan(&args.file).map_err(|e| anyhow::anyhow!("{e}"))?;
     if read.unreadable > 0 {

@@ -296,3 +296,53 @@ fn view_fits_its_width_and_shows_what_is_asked() {
     let prefix = text(&["--trace", &T2[..6]]);
     assert!(prefix.starts_with(&format!("trace {T2}")), "{prefix}");
 }
+
+/// `--follow` prints the file's traces, then a trace again when spans of
+/// it are appended, as a collector does while a pipeline runs.
+#[test]
+fn view_follows_a_growing_file() {
+    use std::io::{BufRead as _, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let file = known_file(dir.path());
+    // Whole lines only, as a collector leaves its file between requests.
+    let mut text = std::fs::read_to_string(&file).unwrap();
+    text.truncate(text.rfind('\n').unwrap() + 1);
+    std::fs::write(&file, text).unwrap();
+    let mut child = Command::new(DSPANS)
+        .args(["view", "--follow", "--attrs", "all"])
+        .arg(&file)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut read_until = |text: &str| -> String {
+        let mut seen = String::new();
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            seen.push_str(&line);
+            seen.push('\n');
+            if line.contains(text) {
+                return seen;
+            }
+        }
+        panic!("the output ended without {text:?}:\n{seen}");
+    };
+    read_until(&format!("trace {T2}"));
+    // A span of the second trace arrives: that trace is shown again.
+    let late = format!(
+        r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{{"traceId":"{T2}","spanId":"8888888888888888","parentSpanId":"7777777777777777","name":"late arrival","startTimeUnixNano":"1700000003000000100","endTimeUnixNano":"1700000003000000200","attributes":[{{"key":"result","value":{{"stringValue":"SUCCESS"}}}}]}}]}}]}}]}}"#
+    );
+    let mut out = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&file)
+        .unwrap();
+    std::io::Write::write_all(&mut out, format!("{late}\n").as_bytes()).unwrap();
+    let update = read_until("late arrival");
+    assert!(
+        update.contains(&format!("trace {T2}  other trace  2 spans")),
+        "{update}"
+    );
+    assert!(update.contains("result=SUCCESS"), "{update}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -451,6 +451,11 @@ pub struct TraceSet {
 }
 
 impl TraceSet {
+    /// These traces, as they are.
+    pub fn from_traces(traces: Vec<Trace>) -> TraceSet {
+        TraceSet { traces }
+    }
+
     /// Groups the spans of `requests` by trace.
     pub fn from_requests<'a>(
         requests: impl IntoIterator<Item = &'a ExportTraceServiceRequest>,
