@@ -61,14 +61,12 @@ fn clean_env(command: &mut Command) -> &mut Command {
 
 /// Sends the demo's traces to the user's backend, request by request.
 async fn forward(traces: &Path, endpoint: &str) -> anyhow::Result<()> {
-    let mut options = dspans_otlp::ExportOptions {
-        enabled: true,
-        endpoint: Some(endpoint.to_string()),
-        ..Default::default()
-    };
-    if let Ok(protocol) = std::env::var("OTEL_EXPORTER_OTLP_PROTOCOL") {
-        options.protocol = protocol.parse().context("OTEL_EXPORTER_OTLP_PROTOCOL")?;
+    // The user's OTEL_* settings (protocol, headers, TLS), the endpoint given.
+    let options = crate::export_args::OtlpArgs {
+        otlp_endpoint: Some(endpoint.to_string()),
+        otlp_protocol: None,
     }
+    .options()?;
     let mut sender = dspans_otlp::RequestSender::new(&options)?;
     let requests = dspans_otlp::read_json_lines(traces)?;
     let spans: usize = requests.iter().map(dspans_otlp::receiver::span_count).sum();

@@ -14,9 +14,9 @@ use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{Span, SpanData, SpanExporter, SpanProcessor};
 use opentelemetry_sdk::Resource;
 
-/// Where ended spans go.
+/// The OTLP collector to send to: flags over the OTEL_* environment.
 #[derive(Args, Debug, Clone, Default)]
-pub struct ExportArgs {
+pub struct OtlpArgs {
     /// OTLP base URL, as OTEL_EXPORTER_OTLP_ENDPOINT (for http/protobuf,
     /// /v1/traces is appended). Default http://localhost:4317 (grpc) or
     /// http://localhost:4318 (http/protobuf).
@@ -25,6 +25,38 @@ pub struct ExportArgs {
     /// OTLP protocol.
     #[arg(long, value_name = "PROTOCOL", value_parser = ["grpc", "http/protobuf"])]
     pub otlp_protocol: Option<String>,
+}
+
+impl OtlpArgs {
+    /// Export options: the OTEL_* environment, then these flags over it.
+    /// Not validated yet (callers add their own options first).
+    pub fn options(&self) -> anyhow::Result<ExportOptions> {
+        let mut options = ExportOptions {
+            enabled: true,
+            ..ExportOptions::default()
+        };
+        options
+            .apply_process_env()
+            .context("invalid OTEL_* environment variable")?;
+        if let Some(endpoint) = &self.otlp_endpoint {
+            options.endpoint = Some(endpoint.clone());
+            options.traces_endpoint_override = None;
+        }
+        if let Some(protocol) = &self.otlp_protocol {
+            options.protocol = match protocol.as_str() {
+                "http/protobuf" => Protocol::HttpProtobuf,
+                _ => Protocol::Grpc,
+            };
+        }
+        Ok(options)
+    }
+}
+
+/// Where ended spans go.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub otlp: OtlpArgs,
     /// service.name of the exported spans (default: OTEL_SERVICE_NAME, else dspans).
     #[arg(long, value_name = "NAME")]
     pub service_name: Option<String>,
@@ -75,29 +107,15 @@ pub struct Session {
 impl Session {
     /// Resolves options: flags, then OTEL_* environment, then defaults.
     pub fn new(args: &ExportArgs) -> anyhow::Result<Session> {
-        let mut options = ExportOptions {
-            enabled: true,
-            ..ExportOptions::default()
-        };
-        options
-            .apply_process_env()
-            .context("invalid OTEL_* environment variable")?;
-        let env_endpoint = options.endpoint.is_some() || options.traces_endpoint_override.is_some();
-        if let Some(endpoint) = &args.otlp_endpoint {
-            options.endpoint = Some(endpoint.clone());
-            options.traces_endpoint_override = None;
-        }
-        if let Some(protocol) = &args.otlp_protocol {
-            options.protocol = match protocol.as_str() {
-                "http/protobuf" => Protocol::HttpProtobuf,
-                _ => Protocol::Grpc,
-            };
-        }
+        let from_env = OtlpArgs::default().options()?;
+        let env_endpoint =
+            from_env.endpoint.is_some() || from_env.traces_endpoint_override.is_some();
+        let mut options = args.otlp.options()?;
         if let Some(name) = &args.service_name {
             options.service_name = Some(name.clone());
         }
         options.validate()?;
-        let send_otlp = args.output.is_none() || args.otlp_endpoint.is_some() || env_endpoint;
+        let send_otlp = args.output.is_none() || args.otlp.otlp_endpoint.is_some() || env_endpoint;
         let collector = Collector::default();
         let resource = Resource::builder_empty()
             .with_service_name(options.service_name().to_string())

@@ -8,7 +8,9 @@ use anyhow::Context as _;
 use clap::Args;
 use dspans_otlp::proto::collector::trace::v1::ExportTraceServiceRequest;
 use dspans_otlp::receiver::span_count;
-use dspans_otlp::{scan_json_lines, ExportOptions, Protocol, RequestSender};
+use dspans_otlp::{scan_json_lines, RequestSender};
+
+use crate::export_args::OtlpArgs;
 
 const EXAMPLE: &str = "\
 Example, a demo's traces into a local Jaeger or Tempo:
@@ -24,13 +26,8 @@ pub struct SendArgs {
     /// OTLP-JSON lines files, one export request per line.
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
-    /// OTLP base URL, as OTEL_EXPORTER_OTLP_ENDPOINT. Default
-    /// http://localhost:4317 (grpc) or http://localhost:4318 (http/protobuf).
-    #[arg(long, value_name = "URL")]
-    pub otlp_endpoint: Option<String>,
-    /// OTLP protocol.
-    #[arg(long, value_name = "PROTOCOL", value_parser = ["grpc", "http/protobuf"])]
-    pub otlp_protocol: Option<String>,
+    #[command(flatten)]
+    pub otlp: OtlpArgs,
 }
 
 /// What one file gave.
@@ -44,23 +41,7 @@ struct Sent {
 /// Sends every readable request of every file; stops at the first the
 /// collector refuses, naming the file and the request.
 pub async fn run(args: SendArgs) -> anyhow::Result<()> {
-    let mut options = ExportOptions {
-        enabled: true,
-        ..ExportOptions::default()
-    };
-    options
-        .apply_process_env()
-        .context("invalid OTEL_* environment variable")?;
-    if let Some(endpoint) = &args.otlp_endpoint {
-        options.endpoint = Some(endpoint.clone());
-        options.traces_endpoint_override = None;
-    }
-    if let Some(protocol) = &args.otlp_protocol {
-        options.protocol = match protocol.as_str() {
-            "http/protobuf" => Protocol::HttpProtobuf,
-            _ => Protocol::Grpc,
-        };
-    }
+    let options = args.otlp.options()?;
     let mut sender = RequestSender::new(&options)?;
     let mut total = Sent::default();
     for file in &args.files {

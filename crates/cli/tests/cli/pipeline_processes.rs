@@ -15,7 +15,7 @@ use dspans_otlp::proto::trace::v1::Span;
 use dspans_test_support::{attr, string, wait_for, Backend, TestReceiver};
 use rstest::rstest;
 
-use crate::support::{Components, Scenario};
+use crate::support::{gate_config, Components, Scenario};
 
 const DEADLINE: Duration = Duration::from_secs(90);
 
@@ -676,32 +676,7 @@ fn an_ensemble_leader_killed_mid_run_loses_nothing() {
         ensemble.hosts()
     );
     let procs = Components::start_on(&store, |store| {
-        format!(
-            r#"[store]
-{store}
-
-[tracing]
-enabled = true
-endpoint = "{endpoint}"
-
-[[pipeline]]
-name = "gate"
-manager = "dependent"
-
-[[job]]
-name = "unit"
-run = "sleep 0.2"
-
-[[job]]
-name = "lint"
-run = "true"
-
-[[project]]
-name = "org/project"
-gate = ["unit", "lint"]
-"#,
-            endpoint = receiver.endpoint(),
-        )
+        gate_config(store, &receiver.endpoint(), "", "dependent", "sleep 0.2")
     });
     let mut world = World(Scenario {
         side: receiver,

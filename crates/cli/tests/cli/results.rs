@@ -8,36 +8,17 @@ use std::time::Duration;
 
 use dspans_test_support::{attr, Backend, TestReceiver};
 
-use crate::support::{Components, Scenario};
+use crate::support::{gate_config, Components, Scenario};
 
 fn start() -> Scenario<TestReceiver> {
     let receiver = TestReceiver::start();
     let procs = Components::start(Backend::Sqlite, 3000, 4000, |store| {
-        format!(
-            r#"[store]
-{store}
-
-[tracing]
-enabled = true
-endpoint = "{endpoint}"
-
-[[pipeline]]
-name = "gate"
-manager = "independent"
-
-[[job]]
-name = "unit"
-run = 'echo "unit output of change $DSPANS_CHANGE"; echo "to stderr" >&2; [ "$DSPANS_CHANGE" != 2 ]'
-
-[[job]]
-name = "lint"
-run = "true"
-
-[[project]]
-name = "org/project"
-gate = ["unit", "lint"]
-"#,
-            endpoint = receiver.endpoint(),
+        gate_config(
+            store,
+            &receiver.endpoint(),
+            "",
+            "independent",
+            r#"echo "unit output of change $DSPANS_CHANGE"; echo "to stderr" >&2; [ "$DSPANS_CHANGE" != 2 ]"#,
         )
     });
     Scenario {

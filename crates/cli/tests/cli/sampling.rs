@@ -10,7 +10,7 @@ use dspans_test_support::{Backend, TestReceiver};
 use durable_spans::{FinishedSpan, SpanInfo};
 use serde::Deserialize;
 
-use crate::support::{Components, Scenario};
+use crate::support::{gate_config, Components, Scenario};
 
 /// An item's saved span, as stored.
 #[derive(Deserialize)]
@@ -34,33 +34,7 @@ struct EndedEntry {
 fn start(sampler: &str) -> Scenario<TestReceiver> {
     let receiver = TestReceiver::start();
     let procs = Components::start(Backend::Sqlite, 3000, 4000, |store| {
-        format!(
-            r#"[store]
-{store}
-
-[tracing]
-enabled = true
-endpoint = "{endpoint}"
-{sampler}
-
-[[pipeline]]
-name = "gate"
-manager = "independent"
-
-[[job]]
-name = "unit"
-run = "true"
-
-[[job]]
-name = "lint"
-run = "true"
-
-[[project]]
-name = "org/project"
-gate = ["unit", "lint"]
-"#,
-            endpoint = receiver.endpoint(),
-        )
+        gate_config(store, &receiver.endpoint(), sampler, "independent", "true")
     });
     Scenario {
         side: receiver,

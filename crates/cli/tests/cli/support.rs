@@ -389,3 +389,42 @@ pub fn dspans_with(args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> 
     drop(input);
     child.wait_with_output().unwrap()
 }
+
+/// A config of one gate pipeline for `org/project` with two jobs, `unit`
+/// (running `unit`, a shell command without single quotes) and `lint`
+/// (`true`), exporting to `endpoint`; `tracing` holds more `[tracing]`
+/// lines (a sampler, say).
+pub fn gate_config(
+    store: &str,
+    endpoint: &str,
+    tracing: &str,
+    manager: &str,
+    unit: &str,
+) -> String {
+    format!(
+        r#"[store]
+{store}
+
+[tracing]
+enabled = true
+endpoint = "{endpoint}"
+{tracing}
+
+[[pipeline]]
+name = "gate"
+manager = "{manager}"
+
+[[job]]
+name = "unit"
+run = '{unit}'
+
+[[job]]
+name = "lint"
+run = "true"
+
+[[project]]
+name = "org/project"
+gate = ["unit", "lint"]
+"#
+    )
+}

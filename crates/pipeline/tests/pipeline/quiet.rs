@@ -64,6 +64,27 @@ fn gate_config(dir: &std::path::Path) -> Config {
     .unwrap()
 }
 
+/// This thread's log lines, captured while the guard lives, and a runtime
+/// on this thread alone: the scheduler's log lines come from this thread,
+/// where the capturing subscriber is the default.
+fn capturing() -> (
+    Captured,
+    tracing::subscriber::DefaultGuard,
+    tokio::runtime::Runtime,
+) {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(captured.clone())
+        .with_ansi(false)
+        .finish();
+    let guard = tracing::subscriber::set_default(subscriber);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    (captured, guard, runtime)
+}
+
 /// A change queue object no scheduler can decode.
 const UNDECODABLE_QUEUE: &[u8] = b"{\"items\": 7";
 
@@ -72,18 +93,7 @@ fn a_step_failing_on_every_pass_is_logged_once() {
     let otlp = TestReceiver::start();
     let dir = tempfile::tempdir().unwrap();
     let config = gate_config(dir.path());
-    let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(captured.clone())
-        .with_ansi(false)
-        .finish();
-    let _logs = tracing::subscriber::set_default(subscriber);
-    // One thread: the scheduler's log lines come from this one, where the
-    // capturing subscriber is the default.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let (captured, _logs, runtime) = capturing();
     runtime.block_on(async {
         let store: Arc<dyn Store> = dspans_store::create(&config.store).await.unwrap();
         let layout = Layout::default();
@@ -148,16 +158,7 @@ fn a_retried_event_ends_one_error_span_per_failure_episode() {
     let otlp = TestReceiver::start();
     let dir = tempfile::tempdir().unwrap();
     let config = gate_config(dir.path());
-    let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(captured.clone())
-        .with_ansi(false)
-        .finish();
-    let _logs = tracing::subscriber::set_default(subscriber);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let (captured, _logs, runtime) = capturing();
     runtime.block_on(async {
         let store: Arc<dyn Store> = dspans_store::create(&config.store).await.unwrap();
         let layout = Layout::default();
