@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use clap::{Args, ValueEnum};
-use dspans_otlp::receiver::{MemorySink, Receiver};
+use dspans_otlp::receiver::{MemorySink, Receiver, TraceSink};
 use dspans_otlp::{ExportOptions, Protocol};
 use dspans_pipeline::component::{tracer, Component, Kind};
 use dspans_pipeline::model::ChangeRef;
@@ -26,7 +26,9 @@ use dspans_store::{CountingStore, Store, StoreConfig};
 /// Store backend to measure.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum BackendArg {
+    /// SQLite, in a scratch file.
     Sqlite,
+    /// ZooKeeper at `--hosts` (bench pipeline) or `--zk` (bench crashes).
     Zookeeper,
 }
 
@@ -353,14 +355,14 @@ fn by_component(values: impl Iterator<Item = f64>) -> serde_json::Value {
 /// The receiver runs on a runtime of its own: the components' span
 /// processors block their worker threads while exporting, and a receiver
 /// sharing those threads could be starved by them.
-struct ReceiverThread {
-    endpoint: String,
+pub(crate) struct ReceiverThread {
+    pub(crate) endpoint: String,
     stop: Option<std::sync::mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl ReceiverThread {
-    fn start(sink: MemorySink) -> anyhow::Result<ReceiverThread> {
+    pub(crate) fn start(sink: impl TraceSink) -> anyhow::Result<ReceiverThread> {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::spawn(move || {
@@ -399,7 +401,7 @@ impl ReceiverThread {
         })
     }
 
-    fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         self.stop.take();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();

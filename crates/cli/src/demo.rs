@@ -1,16 +1,16 @@
 //! `dspans demo`: the whole pipeline on one machine, as separate processes,
 //! with a scheduler killed mid-run, and the traces it produced.
 
-use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use clap::{Args, ValueEnum};
 use dspans_otlp::view::{render_html, render_terminal, TraceSet};
-use dspans_pipeline::{Config, Layout};
+use dspans_pipeline::Layout;
 
+use crate::processes::{clean_env, component, write_config, Processes};
 use crate::status_cmd::read_status;
 
 /// Store backend of the demo.
@@ -47,18 +47,6 @@ pub struct DemoArgs {
     pub otlp_endpoint: Option<String>,
 }
 
-/// Removes the variables that would send the demo's spans elsewhere than
-/// its own collector (the components read OTEL_* over their config).
-fn clean_env(command: &mut Command) -> &mut Command {
-    for var in dspans_otlp::ENV_VARS {
-        command.env_remove(var);
-    }
-    command
-        .env_remove("TRACEPARENT")
-        .env_remove("TRACESTATE")
-        .env_remove("DSPANS_CONFIG")
-}
-
 /// Sends the demo's traces to the user's backend, request by request.
 async fn forward(traces: &Path, endpoint: &str) -> anyhow::Result<()> {
     // The user's OTEL_* settings (protocol, headers, TLS), the endpoint given.
@@ -78,63 +66,6 @@ async fn forward(traces: &Path, endpoint: &str) -> anyhow::Result<()> {
     }
     println!("  sent {spans} spans to {}", sender.endpoint());
     Ok(())
-}
-
-/// Child processes, stopped (SIGTERM, then SIGKILL) when dropped.
-struct Processes {
-    children: Vec<(String, Child)>,
-}
-
-impl Processes {
-    fn spawn(&mut self, name: &str, mut command: Command) -> anyhow::Result<()> {
-        let child = command
-            .spawn()
-            .with_context(|| format!("cannot start {name}"))?;
-        self.children.push((name.to_string(), child));
-        Ok(())
-    }
-
-    fn signal(&self, name: &str, signal: &str) {
-        if let Some((_, child)) = self.children.iter().find(|(n, _)| n == name) {
-            let _ = Command::new("kill")
-                .args([signal, &child.id().to_string()])
-                .status();
-        }
-    }
-
-    /// SIGTERM to each, then waits (SIGKILL after 15 s).
-    fn stop(&mut self, names: &[&str]) {
-        for name in names {
-            self.signal(name, "-TERM");
-        }
-        for name in names {
-            let Some(pos) = self.children.iter().position(|(n, _)| n == name) else {
-                continue;
-            };
-            let (_, mut child) = self.children.remove(pos);
-            let deadline = Instant::now() + Duration::from_secs(15);
-            loop {
-                match child.try_wait() {
-                    Ok(Some(_)) | Err(_) => break,
-                    Ok(None) if Instant::now() > deadline => {
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        break;
-                    }
-                    Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-                }
-            }
-        }
-    }
-}
-
-impl Drop for Processes {
-    fn drop(&mut self) {
-        for (_, child) in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
 }
 
 fn git(repo: &Path, args: &[&str]) -> anyhow::Result<()> {
@@ -232,26 +163,6 @@ gate = ["unit", "lint"]
     )
 }
 
-fn component(
-    exe: &Path,
-    kind: &str,
-    name: &str,
-    config: &Path,
-    logs: &Path,
-) -> anyhow::Result<Command> {
-    let log = std::fs::File::create(logs.join(format!("{name}.log")))?;
-    let mut command = Command::new(exe);
-    clean_env(&mut command)
-        .args([kind, "--config"])
-        .arg(config)
-        .args(["--name", name])
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log);
-    Ok(command)
-}
-
 /// Runs the demo; exits non-zero when a trace is incomplete.
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let started = Instant::now();
@@ -291,41 +202,16 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let mut procs = Processes {
         children: Vec::new(),
     };
-    let mut collector = Command::new(&exe);
-    clean_env(&mut collector)
-        .args([
-            "collector",
-            "--grpc",
-            "127.0.0.1:0",
-            "--http",
-            "127.0.0.1:0",
-            "--out",
-        ])
-        .arg(&traces)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(logs.join("collector.log"))?);
-    let mut child = collector.spawn().context("cannot start the collector")?;
-    let stdout = child.stdout.take().context("collector stdout")?;
-    procs.children.push(("collector".into(), child));
-    let endpoint = tokio::task::spawn_blocking(move || -> anyhow::Result<String> {
-        for line in BufReader::new(stdout).lines() {
-            if let Some(addr) = line?.strip_prefix("grpc ") {
-                return Ok(format!("http://{addr}"));
-            }
-        }
-        bail!("the collector exited before listening")
-    })
-    .await??;
+    let endpoint = procs.spawn_collector(
+        "collector",
+        &exe,
+        &["--out".as_ref(), traces.as_os_str()],
+        &logs.join("collector.log"),
+    )?;
     println!("dspans demo: collector listening, OTLP/gRPC at {endpoint}");
 
     let config_path = dir.join("dspans.toml");
-    std::fs::write(&config_path, config_text(&args, &dir, &endpoint))?;
-    let config = Config::from_file(&config_path)?;
-    // The store is created here, once: components only open it.
-    dspans_store::init(&config.store)
-        .await
-        .context("cannot create the store")?;
+    let config = write_config(&config_path, &config_text(&args, &dir, &endpoint)).await?;
     let schedulers = ["scheduler-1", "scheduler-2"];
     for name in schedulers {
         procs.spawn(

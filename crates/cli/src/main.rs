@@ -4,12 +4,14 @@
 // text, where `[store]` names a config section, not an item to link to.
 #![allow(rustdoc::broken_intra_doc_links)]
 
+mod bench_crashes;
 mod bench_pipeline;
 mod bench_spans;
 mod collector_cmd;
 mod demo;
 mod export_args;
 mod pipeline_cmd;
+mod processes;
 mod reports;
 mod send_cmd;
 mod span_cmd;
@@ -81,6 +83,8 @@ enum BenchCommand {
     Store(store_cmd::BenchStoreArgs),
     /// Items per second through the pipeline, and store round trips per item (JSON).
     Pipeline(bench_pipeline::BenchPipelineArgs),
+    /// Spans a plain OTLP backend gets twice or never when schedulers are SIGKILLed.
+    Crashes(bench_crashes::BenchCrashesArgs),
 }
 
 /// Logs to stderr, in colour on a terminal unless `NO_COLOR` is set. Without
@@ -157,6 +161,7 @@ fn main() -> ExitCode {
             Command::Bench(BenchCommand::Spans(args)) => bench_spans::run(&args),
             Command::Bench(BenchCommand::Store(args)) => store_cmd::run_bench_store(args).await,
             Command::Bench(BenchCommand::Pipeline(args)) => bench_pipeline::run(args).await,
+            Command::Bench(BenchCommand::Crashes(args)) => bench_crashes::run(args).await,
         }
     });
     match result {

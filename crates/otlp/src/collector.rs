@@ -49,7 +49,8 @@ use crate::receiver::{
 };
 use crate::relay::{Forwarder, Spool};
 
-/// Spans remembered for dropping repeats (about 50 MB at most).
+/// Spans remembered for dropping repeats, per output (about 50 MB at most
+/// each).
 const REMEMBERED_SPANS: usize = 1_000_000;
 
 /// Collector failures.
@@ -181,12 +182,27 @@ impl CollectorConfig {
     }
 }
 
-/// Where accepted requests go: the spool first (when forwarding), then the
-/// file (when writing one). A request refused by either is refused.
-#[derive(Debug)]
+/// Where accepted requests go: the spool (when forwarding), then the file
+/// (when writing one), each behind its own memory of the spans it took. A
+/// request refused by either is refused; the sender's resend is then
+/// dropped by the one that took it and taken by the one that refused it, so
+/// neither gets a span twice.
+#[derive(Debug, Clone)]
 struct Outputs {
-    spool: Option<Spool>,
-    file: Option<JsonLinesSink>,
+    spool: Option<Dedupe<Spool>>,
+    file: Option<Dedupe<JsonLinesSink>>,
+}
+
+impl Outputs {
+    /// (repeats, conflicts) of the first output: the spool when
+    /// forwarding, else the file.
+    fn counts(&self) -> (u64, u64) {
+        match (&self.spool, &self.file) {
+            (Some(spool), _) => (spool.repeats(), spool.conflicts()),
+            (None, Some(file)) => (file.repeats(), file.conflicts()),
+            (None, None) => (0, 0),
+        }
+    }
 }
 
 impl TraceSink for Outputs {
@@ -208,7 +224,7 @@ impl TraceSink for Outputs {
 pub struct Collector {
     running: RunningReceiver,
     out: Option<PathBuf>,
-    repeats: Dedupe<Outputs>,
+    outputs: Outputs,
     forwarder: Option<(
         tokio::sync::oneshot::Sender<()>,
         tokio::task::JoinHandle<()>,
@@ -216,7 +232,7 @@ pub struct Collector {
 }
 
 /// Marks the spans of the requests in `path` as seen by `sink`.
-fn remember_file(sink: &Dedupe<Outputs>, path: &Path) {
+fn remember_file<S: TraceSink>(sink: &Dedupe<S>, path: &Path) {
     if !path.exists() {
         return;
     }
@@ -263,23 +279,23 @@ impl Collector {
             }
             None => (None, None),
         };
-        let sink = Dedupe::new(
-            Outputs {
-                spool: spool.clone(),
-                file,
-            },
-            REMEMBERED_SPANS,
-        );
         // Spans already taken (a collector restarted on its file or spool)
         // count as seen, so an exporter's resend after the restart is not
         // taken twice.
-        if let Some(spool) = &spool {
+        let spool = spool.map(|spool| {
+            let sink = Dedupe::new(spool.clone(), REMEMBERED_SPANS);
             remember_file(&sink, &spool.previous());
             remember_file(&sink, &spool.journal());
-        }
-        if let Some(out) = &config.out {
-            remember_file(&sink, out);
-        }
+            sink
+        });
+        let file = file.map(|file| {
+            let sink = Dedupe::new(file, REMEMBERED_SPANS);
+            if let Some(out) = &config.out {
+                remember_file(&sink, out);
+            }
+            sink
+        });
+        let outputs = Outputs { spool, file };
         let forwarder = forwarder.map(|forwarder| {
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
             let task = tokio::spawn(forwarder.run(async {
@@ -303,12 +319,11 @@ impl Collector {
         if let Some(addr) = config.http {
             builder = builder.http(addr);
         }
-        let sink_repeats = sink.clone();
-        let running = builder.start(sink).await?;
+        let running = builder.start(outputs.clone()).await?;
         Ok(Collector {
             running,
             out: config.out.clone(),
-            repeats: sink_repeats,
+            outputs,
             forwarder,
         })
     }
@@ -343,12 +358,12 @@ impl Collector {
 
     /// Spans received again unchanged and not written.
     pub fn repeats(&self) -> u64 {
-        self.repeats.repeats()
+        self.outputs.counts().0
     }
 
     /// Spans written whose ids had been received with other content.
     pub fn conflicts(&self) -> u64 {
-        self.repeats.conflicts()
+        self.outputs.counts().1
     }
 
     /// Stops accepting, lets open requests finish, and returns once every

@@ -16,7 +16,7 @@ use dspans_otlp::proto::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use dspans_otlp::receiver::spans_of;
 use dspans_otlp::{read_json_lines, request_to_json_line};
 use dspans_test_support::process::{send_signal, wait_for_exit, Running};
-use dspans_test_support::wait_for;
+use dspans_test_support::{wait_for, TestReceiver};
 
 use crate::support::DSPANS;
 
@@ -111,6 +111,16 @@ impl Spawned {
         );
         self.log()
     }
+}
+
+/// Space comes back: the collector's file size limit is lifted.
+fn lift_file_size_limit(collector: &Spawned) {
+    let status = Command::new("prlimit")
+        .args(["--pid", &collector.process.0.id().to_string()])
+        .arg("--fsize=unlimited:unlimited")
+        .status()
+        .unwrap();
+    assert!(status.success());
 }
 
 /// `dspans collector --grpc GRPC --http HTTP --out OUT ARGS…`.
@@ -238,12 +248,7 @@ fn a_write_that_fails_part_way_leaves_no_partial_line() {
 
     // Space comes back: the big request, sent again, is written (it was
     // not taken for a repeat), and so is the next.
-    let status = Command::new("prlimit")
-        .args(["--pid", &collector.process.0.id().to_string()])
-        .arg("--fsize=unlimited:unlimited")
-        .status()
-        .unwrap();
-    assert!(status.success());
+    lift_file_size_limit(&collector);
     assert_eq!(post(collector.http, &big, None), 200);
     assert_eq!(post(collector.http, &request("last", "ok", 100), None), 200);
     collector.stop();
@@ -257,6 +262,50 @@ fn a_write_that_fails_part_way_leaves_no_partial_line() {
         "{}",
         String::from_utf8_lossy(&view.stderr)
     );
+}
+
+/// Finding: a relay that also writes a file (`--forward` with `--out`)
+/// refused a request whose file write failed after its spool took it; the
+/// sender's resend went into the spool again, and upstream twice. Each
+/// output now drops the spans it already took.
+#[test]
+fn a_resend_after_a_failed_file_write_goes_upstream_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, spool) = (dir.path().join("traces.jsonl"), dir.path().join("spool"));
+    let limit = 16 * 1024;
+    // The file holds 12 KiB of an earlier run, the spool nothing: a
+    // request of 6 KiB fits the spool, not the file.
+    let earlier = request_to_json_line(&request("earlier", "ok", 12 * 1024));
+    std::fs::write(&out, format!("{earlier}\n")).unwrap();
+    let upstream = TestReceiver::start();
+    let mut command = Command::new("prlimit");
+    command.arg(format!("--fsize={limit}:unlimited")).arg("--");
+    let forward = ["--forward", &upstream.endpoint(), "--spool"];
+    let inner = collector("127.0.0.1:0", "127.0.0.1:0", &out, &forward);
+    command
+        .arg(inner.get_program())
+        .args(inner.get_args())
+        .arg(&spool);
+    let collector = Spawned::start(command);
+
+    let big = request("big", "ok", 6 * 1024);
+    assert_eq!(post(collector.http, &big, None), 503, "the file is full");
+    lift_file_size_limit(&collector);
+    assert_eq!(post(collector.http, &big, None), 200, "the resend");
+    wait_for(
+        "the spool forwarded",
+        WAIT,
+        || collector.log(),
+        || {
+            let there = upstream.spans().iter().any(|s| s.name == "big");
+            (there && dspans_otlp::relay::forwarded_everything(&spool)).then_some(())
+        },
+    );
+    collector.stop();
+    let upstream_names: Vec<String> = upstream.spans().into_iter().map(|s| s.name).collect();
+    assert_eq!(upstream_names, ["big"]);
+    let names: Vec<String> = written(&out).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["earlier", "big"]);
 }
 
 /// Finding: a span forged with a JobRun's ids (known to the job from

@@ -12,6 +12,7 @@
 mod chaos;
 mod collector_hardening;
 mod collector_view;
+mod crashes;
 mod demo;
 mod pipeline_processes;
 mod python_client;

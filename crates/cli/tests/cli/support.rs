@@ -26,7 +26,7 @@ pub const DSPANS: &str = env!("CARGO_BIN_EXE_dspans");
 /// Turns of the scenarios that start many processes (and ZooKeeper): two
 /// run side by side, which two cores carry, so that one scenario's waits
 /// (session timeouts, a collector outage) overlap another's work.
-static HEAVY: Turns = Turns::new(2);
+pub static HEAVY: Turns = Turns::new(2);
 
 /// The `[store]` section's body for `backend`: SQLite in
 /// `dir/state/dspans.db` with `sqlite_session_ms`, or a ZooKeeper server

@@ -146,6 +146,29 @@ impl Forwarder {
 /// The file recording how far the journal was forwarded.
 const MARK: &str = "forwarded";
 
+/// True when the relay whose spool is `dir` recorded its whole journal as
+/// forwarded (an empty or missing journal included): nothing it accepted
+/// waits to go upstream.
+///
+/// ```
+/// let spool = tempfile::tempdir().unwrap();
+/// assert!(dspans_otlp::relay::forwarded_everything(spool.path()));
+/// std::fs::write(spool.path().join("journal.jsonl"), "{}\n").unwrap();
+/// assert!(!dspans_otlp::relay::forwarded_everything(spool.path()));
+/// ```
+pub fn forwarded_everything(dir: &std::path::Path) -> bool {
+    let journal = match std::fs::metadata(dir.join(super::spool::JOURNAL)) {
+        Ok(journal) => journal,
+        Err(error) => return error.kind() == std::io::ErrorKind::NotFound,
+    };
+    let text = std::fs::read_to_string(dir.join(MARK)).unwrap_or_default();
+    let mark: Vec<u64> = text
+        .split_whitespace()
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    journal.len() == 0 || mark == [journal.ino(), journal.len()]
+}
+
 /// The complete lines of `path` from `offset` (at most about [`CHUNK`]
 /// bytes of them), without their newlines.
 fn read_lines(path: &std::path::Path, offset: u64) -> std::io::Result<Vec<String>> {

@@ -9,7 +9,8 @@
 //! one how far it got (`forwarded`, a byte offset), so a restarted relay
 //! resumes where it stopped. Only a request whose answer came but whose
 //! offset was not yet recorded can go upstream twice: the window is one
-//! small file write.
+//! small file write. [`forwarded_everything`] tells whether a spool has
+//! nothing left to send.
 //!
 //! Repeats from senders are dropped as by the collector (the same spans'
 //! ids and content; `Dedupe`), and the memory of them survives a restart:
@@ -29,7 +30,7 @@
 mod forward;
 mod spool;
 
-pub use forward::Forwarder;
+pub use forward::{forwarded_everything, Forwarder};
 pub use spool::Spool;
 
 /// A journal this large is rotated once it is all forwarded.
