@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use clap::{Args, ValueEnum};
-use dspans_otlp::view::{render_html, render_terminal, TraceSet};
+use dspans_otlp::view::{render_terminal, TraceSet};
 use dspans_pipeline::Layout;
 
 use crate::processes::{clean_env, component, write_config, Processes};
@@ -45,6 +45,44 @@ pub struct DemoArgs {
     /// inherit the OTEL_* variables.
     #[arg(long, value_name = "URL")]
     pub otlp_endpoint: Option<String>,
+    /// Open the trace viewer (`dspans ui`) on the demo: spans show while
+    /// they run, and the viewer stays open after the run until Ctrl-C.
+    #[arg(long)]
+    pub ui: bool,
+    /// Where the viewer listens, with --ui.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "127.0.0.1:8686",
+        requires = "ui"
+    )]
+    pub ui_listen: std::net::SocketAddr,
+}
+
+/// With `--ui`: the viewer on the demo's traces file and its store.
+async fn start_viewer(
+    args: &DemoArgs,
+    config: &dspans_pipeline::Config,
+    traces: &Path,
+) -> anyhow::Result<Option<dspans_ui::UiServer>> {
+    if !args.ui {
+        return Ok(None);
+    }
+    let store = dspans_store::open(&config.store)
+        .await
+        .context("cannot open the store for the viewer")?;
+    let server = dspans_ui::serve(dspans_ui::UiOptions {
+        listen: args.ui_listen,
+        files: vec![traces.to_path_buf()],
+        store: Some((store, Layout::default().spans())),
+        ..Default::default()
+    })
+    .await?;
+    println!(
+        "dspans demo: viewer at {} (spans show while they run)",
+        server.url()
+    );
+    Ok(Some(server))
 }
 
 /// Sends the demo's traces to the user's backend, request by request.
@@ -212,6 +250,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     let config_path = dir.join("dspans.toml");
     let config = write_config(&config_path, &config_text(&args, &dir, &endpoint)).await?;
+    let viewer = start_viewer(&args, &config, &traces).await?;
     let schedulers = ["scheduler-1", "scheduler-2"];
     for name in schedulers {
         procs.spawn(
@@ -314,7 +353,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let set = TraceSet::read(&traces)?;
     print!("\n{}", render_terminal(&set));
     let html = dir.join("report.html");
-    std::fs::write(&html, render_html(&set))?;
+    crate::view_cmd::write_html(&set, &html)?;
     let summary = set.summary();
     let handed_over = set
         .traces()
@@ -363,6 +402,15 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("  took {:.1} s", started.elapsed().as_secs_f64());
     if let Some(endpoint) = &forward_to {
         forward(&traces, endpoint).await?;
+    }
+    if let Some(viewer) = viewer {
+        let stop = dspans_pipeline::component::termination()?;
+        println!(
+            "\ndspans demo: the viewer stays open at {}; Ctrl-C stops it",
+            viewer.url()
+        );
+        stop.await;
+        viewer.shutdown().await;
     }
     if summary.missing_parent > 0
         || summary.duplicate_span_ids > 0

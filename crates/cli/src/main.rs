@@ -18,6 +18,7 @@ mod span_cmd;
 mod spans_cmd;
 mod status_cmd;
 mod store_cmd;
+mod ui_cmd;
 mod view_cmd;
 mod view_follow;
 
@@ -67,6 +68,8 @@ enum Command {
     Send(send_cmd::SendArgs),
     /// Show the traces of an OTLP-JSON lines file as waterfalls (terminal, --html).
     View(view_cmd::ViewArgs),
+    /// A trace viewer in the browser, with the spans still running.
+    Ui(ui_cmd::UiArgs),
     /// Inspect the coordination store (SQLite or ZooKeeper) named by a config file.
     #[command(subcommand)]
     Store(store_cmd::StoreCommand),
@@ -157,6 +160,7 @@ fn main() -> ExitCode {
             Command::Collector(args) => collector_cmd::run(args).await,
             Command::Send(args) => send_cmd::run(args).await,
             Command::View(args) => view_cmd::run(args),
+            Command::Ui(args) => ui_cmd::run(args).await,
             Command::Store(cmd) => store_cmd::run_store(cmd).await,
             Command::Bench(BenchCommand::Spans(args)) => bench_spans::run(&args),
             Command::Bench(BenchCommand::Store(args)) => store_cmd::run_bench_store(args).await,

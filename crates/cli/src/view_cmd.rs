@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Args;
-use dspans_otlp::view::{render_html, render_terminal_with, Shown, TerminalOptions, TraceSet};
+use dspans_otlp::view::{render_terminal_with, Shown, TerminalOptions, TraceSet};
 
 /// Show the traces of an OTLP-JSON lines file as waterfalls.
 ///
@@ -44,7 +44,8 @@ pub struct ViewArgs {
     /// trace again when new spans of it arrive (until Ctrl-C).
     #[arg(long, conflicts_with = "html")]
     pub follow: bool,
-    /// Also write a self-contained HTML page (click a span for its details).
+    /// Also write the viewer's page (as `dspans ui` shows it: trace list,
+    /// search, waterfalls, span details) as one self-contained file.
     #[arg(long, value_name = "OUT")]
     pub html: Option<PathBuf>,
 }
@@ -102,8 +103,7 @@ pub fn run(args: ViewArgs) -> anyhow::Result<()> {
         set = set.only(id).map_err(|e| anyhow::anyhow!("{e}"))?;
     }
     if let Some(out) = &args.html {
-        std::fs::write(out, render_html(&set))
-            .with_context(|| format!("cannot write {}", out.display()))?;
+        write_html(&set, out)?;
     }
     let text = render_terminal_with(&set, &terminal_options(&args));
     let mut stdout = std::io::stdout().lock();
@@ -115,4 +115,12 @@ pub fn run(args: ViewArgs) -> anyhow::Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => other.context("cannot write to stdout"),
     }
+}
+
+/// Writes `set` as a snapshot of the viewer's page to `out`.
+pub(crate) fn write_html(set: &TraceSet, out: &std::path::Path) -> anyhow::Result<()> {
+    let mut index = dspans_ui::TraceIndex::default();
+    index.ingest_spans(set.traces().iter().flat_map(|t| t.spans.iter().cloned()));
+    std::fs::write(out, dspans_ui::snapshot_html(&mut index))
+        .with_context(|| format!("cannot write {}", out.display()))
 }

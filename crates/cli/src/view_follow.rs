@@ -7,28 +7,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use dspans_otlp::parse_json_lines;
 use dspans_otlp::proto::collector::trace::v1::ExportTraceServiceRequest;
 use dspans_otlp::view::{hex, render_terminal_with, TerminalOptions, TraceSet};
 
 /// How often the file is looked at for new lines.
 const POLL: Duration = Duration::from_millis(300);
-
-/// The requests of the complete lines of `bytes`, and how many bytes those
-/// lines took; a line that is not a request is skipped.
-fn complete_lines(bytes: &[u8]) -> (Vec<ExportTraceServiceRequest>, usize) {
-    let Some(end) = bytes.iter().rposition(|&b| b == b'\n') else {
-        return (Vec::new(), 0);
-    };
-    let text = String::from_utf8_lossy(&bytes[..end]);
-    let requests = text
-        .lines()
-        .filter(|line| !line.trim().is_empty())
-        .filter_map(|line| parse_json_lines(line).ok())
-        .flatten()
-        .collect();
-    (requests, end + 1)
-}
 
 /// The hex ids of the traces `requests` hold spans of.
 fn traces_of(requests: &[ExportTraceServiceRequest]) -> BTreeSet<String> {
@@ -85,7 +68,7 @@ pub fn follow(path: &Path, only: Option<&str>, options: &TerminalOptions) -> any
         file.seek(SeekFrom::Start(offset))?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)?;
-        let (new, used) = complete_lines(&bytes);
+        let (new, used) = dspans_otlp::parse_complete_lines(&bytes);
         offset += used as u64;
         if !new.is_empty() {
             let touched = traces_of(&new);

@@ -55,8 +55,8 @@ pub mod view;
 pub use exporter::{build_exporter, ExportSetupError, Exporter, OtlpExporter};
 pub use hints::export_hint;
 pub use jsonl::{
-    parse_json_lines, read_json_lines, request_to_json_line, scan_json_lines, to_export_request,
-    JsonLinesExporter, JsonLinesWriter, LinesRead, ReadError, MAX_LINE_BYTES,
+    parse_complete_lines, parse_json_lines, read_json_lines, request_to_json_line, scan_json_lines,
+    to_export_request, JsonLinesExporter, JsonLinesWriter, LinesRead, ReadError, MAX_LINE_BYTES,
 };
 pub use options::{
     Compression, ExportOptions, OptionsError, Protocol, SamplerName, DEFAULT_GRPC_ENDPOINT,

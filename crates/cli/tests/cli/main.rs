@@ -26,4 +26,5 @@ mod span_exec;
 mod status_sigterm;
 mod store_files;
 mod support;
+mod ui_browser;
 mod zookeeper_tls;

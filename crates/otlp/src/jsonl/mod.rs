@@ -21,7 +21,8 @@ use opentelemetry_sdk::Resource;
 
 pub(crate) use floats::from_json_slice;
 pub use read::{
-    parse_json_lines, read_json_lines, scan_json_lines, LinesRead, ReadError, MAX_LINE_BYTES,
+    parse_complete_lines, parse_json_lines, read_json_lines, scan_json_lines, LinesRead, ReadError,
+    MAX_LINE_BYTES,
 };
 pub use writer::JsonLinesWriter;
 

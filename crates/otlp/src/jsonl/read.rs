@@ -224,3 +224,25 @@ pub fn scan_json_lines(
     }
     Ok(read)
 }
+
+/// The requests of the complete lines of `bytes` (a file's new tail, say),
+/// and how many bytes those lines took: a last line without its newline is
+/// left for later. A line that is not a request is skipped.
+///
+/// ```
+/// let (requests, used) = dspans_otlp::parse_complete_lines(b"{}\nnot json\n{\"resour");
+/// assert_eq!((requests.len(), used), (1, 12));
+/// ```
+pub fn parse_complete_lines(bytes: &[u8]) -> (Vec<ExportTraceServiceRequest>, usize) {
+    let Some(end) = bytes.iter().rposition(|&b| b == b'\n') else {
+        return (Vec::new(), 0);
+    };
+    let text = String::from_utf8_lossy(&bytes[..end]);
+    let requests = text
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .filter_map(|line| parse_json_lines(line).ok())
+        .flatten()
+        .collect();
+    (requests, end + 1)
+}

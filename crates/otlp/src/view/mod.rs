@@ -1,7 +1,7 @@
 //! Traces from OTLP-JSON lines for `dspans view`: grouping by trace, span
-//! trees, missing parents and duplicate span ids ([`TraceSet`]), a terminal
-//! waterfall ([`render_terminal`]) and a self-contained HTML page
-//! ([`render_html`]).
+//! trees, missing parents and duplicate span ids ([`TraceSet`]) and a
+//! terminal waterfall ([`render_terminal`]). The HTML viewer is the
+//! `dspans-ui` crate's.
 //!
 //! ```
 //! use dspans_otlp::view::{render_terminal, TraceSet};
@@ -21,14 +21,12 @@
 //! assert!(render_terminal(&set).contains("job"));
 //! ```
 
-mod html;
 mod model;
 mod terminal;
 
-pub use html::render_html;
 pub use model::{
-    format_duration, hex, value_to_string, Row, Summary, Trace, TraceSet, TraceSummary, ViewEvent,
-    ViewLink, ViewSpan,
+    format_duration, hex, value_to_string, view_spans, Row, Summary, Trace, TraceSet, TraceSummary,
+    ViewEvent, ViewLink, ViewSpan,
 };
 pub use terminal::{
     render_terminal, render_terminal_with, render_trace_terminal, Shown, TerminalOptions,

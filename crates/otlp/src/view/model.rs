@@ -78,7 +78,7 @@ fn find<'a>(list: &'a [(String, String)], key: &str) -> Option<&'a str> {
 }
 
 /// A span event.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ViewEvent {
     /// Unix time in nanoseconds.
     pub time_ns: u64,
@@ -89,7 +89,7 @@ pub struct ViewEvent {
 }
 
 /// A span link.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ViewLink {
     /// Linked trace id (hex).
     pub trace_id: String,
@@ -100,7 +100,7 @@ pub struct ViewLink {
 }
 
 /// One span with its resource's service and host, values rendered as text.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ViewSpan {
     /// Trace id (hex).
     pub trace_id: String,
@@ -208,7 +208,7 @@ impl ViewSpan {
 }
 
 /// One line of a waterfall: a span at a tree depth, with its flags.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Row {
     /// Index into [`Trace::spans`].
     pub span: usize,
@@ -235,6 +235,11 @@ pub struct Trace {
 }
 
 impl Trace {
+    /// The trace `trace_id` (hex) of `spans`: its span tree, in rows.
+    pub fn new(trace_id: String, spans: Vec<ViewSpan>) -> Trace {
+        Trace::build(trace_id, spans)
+    }
+
     fn build(trace_id: String, spans: Vec<ViewSpan>) -> Trace {
         // The first span with an id is the one children hang under.
         let mut by_id: HashMap<&str, usize> = HashMap::new();
@@ -415,21 +420,28 @@ pub struct Summary {
 #[derive(Default)]
 struct Groups(BTreeMap<String, Vec<ViewSpan>>);
 
+/// The spans of `request`, each with its resource and scope, in order.
+pub fn view_spans(request: &ExportTraceServiceRequest) -> impl Iterator<Item = ViewSpan> + '_ {
+    request.resource_spans.iter().flat_map(|rs| {
+        let resource = rs
+            .resource
+            .as_ref()
+            .map(|r| attrs(&r.attributes))
+            .unwrap_or_default();
+        rs.scope_spans.iter().flat_map(move |ss| {
+            let scope = ss.scope.as_ref().map(|s| s.name.as_str()).unwrap_or("");
+            let resource = resource.clone();
+            ss.spans
+                .iter()
+                .map(move |s| ViewSpan::from_proto(s, &resource, scope))
+        })
+    })
+}
+
 impl Groups {
     fn add(&mut self, request: &ExportTraceServiceRequest) {
-        for rs in &request.resource_spans {
-            let resource = rs
-                .resource
-                .as_ref()
-                .map(|r| attrs(&r.attributes))
-                .unwrap_or_default();
-            for ss in &rs.scope_spans {
-                let scope = ss.scope.as_ref().map(|s| s.name.as_str()).unwrap_or("");
-                for s in &ss.spans {
-                    let v = ViewSpan::from_proto(s, &resource, scope);
-                    self.0.entry(v.trace_id.clone()).or_default().push(v);
-                }
-            }
+        for v in view_spans(request) {
+            self.0.entry(v.trace_id.clone()).or_default().push(v);
         }
     }
 
