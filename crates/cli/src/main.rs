@@ -7,6 +7,7 @@
 mod bench_crashes;
 mod bench_pipeline;
 mod bench_spans;
+mod bench_ui;
 mod collector_cmd;
 mod demo;
 mod export_args;
@@ -88,6 +89,8 @@ enum BenchCommand {
     Pipeline(bench_pipeline::BenchPipelineArgs),
     /// Spans a plain OTLP backend gets twice or never when schedulers are SIGKILLed.
     Crashes(bench_crashes::BenchCrashesArgs),
+    /// The viewer's ingest rate, search time and big-trace drawing time (JSON).
+    Ui(bench_ui::BenchUiArgs),
 }
 
 /// Logs to stderr, in colour on a terminal unless `NO_COLOR` is set. Without
@@ -166,6 +169,7 @@ fn main() -> ExitCode {
             Command::Bench(BenchCommand::Store(args)) => store_cmd::run_bench_store(args).await,
             Command::Bench(BenchCommand::Pipeline(args)) => bench_pipeline::run(args).await,
             Command::Bench(BenchCommand::Crashes(args)) => bench_crashes::run(args).await,
+            Command::Bench(BenchCommand::Ui(args)) => bench_ui::run(args).await,
         }
     });
     match result {

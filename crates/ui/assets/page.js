@@ -7,6 +7,8 @@
   'use strict';
 
   const PAGE_SIZE = 50;
+  const FIRST_ROWS = 300;
+  const SLICE_ROWS = 2000;
   const main = document.getElementById('main');
   const statusLine = document.getElementById('status');
   const searchBox = document.getElementById('q');
@@ -14,7 +16,7 @@
   const sortBox = document.getElementById('sort');
   const embedded = JSON.parse(document.getElementById('dspans-data').textContent);
 
-  const view = { trace: null, fetchedAt: 0, collapsed: new Set(), selected: null, traceId: null };
+  const view = { trace: null, fetchedAt: 0, collapsed: new Set(), selected: null, traceId: null, drawing: 0 };
 
   // ---- data sources ------------------------------------------------------
 
@@ -209,7 +211,10 @@
     view.colourBy = services.length > 1 ? (s) => s.service : (s) => instanceOf(s) || s.service;
     const keys = [...new Set(trace.spans.map(view.colourBy))].filter(Boolean);
     document.title = trace.name + (trace.subject ? ' · ' + trace.subject : '') + ' · dspans';
-    const rows = trace.spans.map(spanRow).join('');
+    const total = Math.max(trace.dur_ms, 0.001);
+    // The first screen's rows at once, the others in slices after it, so
+    // that a trace of 10,000 spans shows without waiting for all of them.
+    const first = trace.spans.slice(0, FIRST_ROWS).map((s, i) => spanRow(s, i, total)).join('');
     main.innerHTML = '<div class="trace-head" data-trace="' + trace.trace_id + '"><a href="#/">← All traces</a>' +
       '<h1>' + esc(trace.name || '(no root)') + (trace.subject ? '<span class="subject">' + esc(trace.subject) +
       '</span>' : '') + '</h1><div class="meta"><span class="ids">trace ' + trace.trace_id + copyButton(trace.trace_id) +
@@ -219,14 +224,44 @@
       (trace.running ? '<span class="badge running">' + trace.running + ' running</span>' : '') +
       '</div><div class="legend">' + keys.map((s) => '<span class="chip" style="--c:' + colour(s) + '">' +
       esc(s) + '</span>').join('') + '</div></div><div class="layout"><div class="waterfall">' +
-      '<div class="axis"><div></div><div class="scale"></div></div>' + rows +
+      '<div class="axis"><div></div><div class="scale"></div></div>' + first +
       '</div><aside id="details" hidden></aside></div>';
-    layout();
-    applyCollapsed();
-    showDetails(view.selected);
+    const scale = main.querySelector('.axis .scale');
+    scale.innerHTML = ticks(total);
+    const drawing = ++view.drawing;
+    const waterfall = main.querySelector('.waterfall');
+    let next = FIRST_ROWS;
+    const more = () => {
+      if (drawing !== view.drawing) return;
+      if (next < trace.spans.length) {
+        const slice = trace.spans.slice(next, next + SLICE_ROWS)
+          .map((s, i) => spanRow(s, next + i, total)).join('');
+        waterfall.insertAdjacentHTML('beforeend', slice);
+        next += SLICE_ROWS;
+        setTimeout(more, 0);
+        return;
+      }
+      waterfall.dataset.complete = 'true';
+      if (view.collapsed.size) applyCollapsed();
+      if (view.selected) showDetails(view.selected);
+    };
+    more();
   }
 
-  function spanRow(s, i) {
+  // Where a bar and its duration go, in % of the trace's `total` ms.
+  function place(s, dur, total) {
+    const left = (s.at_ms / total) * 100;
+    const width = Math.max((dur / total) * 100, 0.15);
+    const rightSide = left + width > 80;
+    return {
+      bar: 'left:' + left + '%;width:' + width + '%',
+      label: rightSide ? 'right:calc(' + (100 - left) + '% + 4px)' : 'left:calc(' + (left + width) + '% + 4px)',
+      text: duration(dur) + (s.running ? ' so far' : ''),
+    };
+  }
+
+  function spanRow(s, i, total) {
+    const at = place(s, s.dur_ms, total);
     const state = s.orphaned ? 'orphaned' : s.running ? 'running' : 'finished';
     const classes = ['span-row', state];
     if (s.error) classes.push('error');
@@ -242,7 +277,8 @@
       '" aria-expanded="true" aria-label="Collapse">▾</button><span class="name">' + esc(s.name) + '</span>' +
       (s.service ? '<span class="svc">' + esc(s.service) + '</span>' : '') +
       (instance ? '<span class="inst">' + esc(instance) + '</span>' : '') + flags +
-      '</div><div class="lane"><div class="bar"></div><span class="dur"></span></div></div>';
+      '</div><div class="lane"><div class="bar" style="' + at.bar + '"></div><span class="dur" style="' +
+      at.label + '">' + at.text + '</span></div></div>';
   }
 
   // Positions the bars, durations and axis ticks; running spans grow with
@@ -257,17 +293,11 @@
     const rows = main.querySelectorAll('.span-row');
     rows.forEach((row) => {
       const s = trace.spans[row.dataset.i];
-      const dur = s.running ? s.dur_ms + grown : s.dur_ms;
-      const left = (s.at_ms / total) * 100;
-      const width = Math.max((dur / total) * 100, 0.15);
-      const bar = row.querySelector('.bar');
-      bar.style.left = left + '%';
-      bar.style.width = width + '%';
+      const at = place(s, s.running ? s.dur_ms + grown : s.dur_ms, total);
+      row.querySelector('.bar').style.cssText = at.bar;
       const label = row.querySelector('.dur');
-      label.textContent = duration(dur) + (s.running ? ' so far' : '');
-      const rightSide = left + width > 80;
-      label.style.left = rightSide ? '' : 'calc(' + (left + width) + '% + 4px)';
-      label.style.right = rightSide ? 'calc(' + (100 - left) + '% + 4px)' : '';
+      label.style.cssText = at.label;
+      label.textContent = at.text;
     });
     const scale = main.querySelector('.axis .scale');
     if (scale) scale.innerHTML = ticks(total);

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use dspans_otlp::view::Trace;
+use dspans_otlp::view::{Row, Trace, ViewSpan};
 use serde_json::{json, Value};
 
 use crate::index::TraceIndex;
@@ -13,6 +13,39 @@ use crate::query::cache;
 const PAGE: &str = include_str!("../assets/page.html");
 const STYLE: &str = include_str!("../assets/page.css");
 const SCRIPT: &str = include_str!("../assets/page.js");
+
+/// A span as the waterfall draws it: its fields, its place in the tree,
+/// and times in ms from the trace's start.
+#[derive(serde::Serialize)]
+struct PageRow<'a> {
+    #[serde(flatten)]
+    span: &'a ViewSpan,
+    row: Row,
+    /// Rows right under this one.
+    children: usize,
+    at_ms: f64,
+    dur_ms: f64,
+    error: bool,
+    running: bool,
+    orphaned: bool,
+    /// The owner's store path, while running.
+    owner: Option<&'a str>,
+}
+
+/// One trace's page data.
+#[derive(serde::Serialize)]
+struct TracePage<'a> {
+    trace_id: &'a str,
+    name: &'a str,
+    subject: String,
+    start_ms: f64,
+    dur_ms: f64,
+    /// Spans still running.
+    running: usize,
+    spans: Vec<PageRow<'a>>,
+    /// Linked trace ids, and whether each is here.
+    linked: BTreeMap<&'a str, bool>,
+}
 
 /// Unix time now, in nanoseconds.
 pub(crate) fn now_ns() -> u64 {
@@ -27,10 +60,10 @@ fn ms(ns: u64) -> f64 {
 }
 
 impl TraceIndex {
-    /// The waterfall of trace `trace_id` (hex): its spans in tree order,
-    /// running ones included, with times in ms from the trace's start.
-    /// `None` when no trace has that id.
-    pub fn trace_page(&self, trace_id: &str) -> Option<Value> {
+    /// The waterfall of trace `trace_id` (hex), as JSON text: its spans in
+    /// tree order, running ones included, with times in ms from the trace's
+    /// start. `None` when no trace has that id.
+    pub fn trace_page(&self, trace_id: &str) -> Option<String> {
         let entry = self.traces.get(trace_id)?;
         let now = now_ns();
         let running: BTreeMap<&str, (&str, bool)> = entry
@@ -52,7 +85,7 @@ impl TraceIndex {
             }
             stack.push((at, row.depth));
         }
-        let rows: Vec<Value> = trace
+        let rows: Vec<PageRow<'_>> = trace
             .rows
             .iter()
             .zip(children)
@@ -60,16 +93,17 @@ impl TraceIndex {
                 let span = &trace.spans[row.span];
                 let live = running.get(span.span_id.as_str());
                 let end = if live.is_some() { now } else { span.end_ns };
-                let mut value = json!(span);
-                value["row"] = json!(row);
-                value["children"] = json!(children);
-                value["at_ms"] = json!(ms(span.start_ns.saturating_sub(start)));
-                value["dur_ms"] = json!(ms(end.saturating_sub(span.start_ns)));
-                value["error"] = json!(span.is_error());
-                value["running"] = json!(live.is_some());
-                value["orphaned"] = json!(live.is_some_and(|(_, orphaned)| *orphaned));
-                value["owner"] = json!(live.map(|(owner, _)| *owner));
-                value
+                PageRow {
+                    span,
+                    row: *row,
+                    children,
+                    at_ms: ms(span.start_ns.saturating_sub(start)),
+                    dur_ms: ms(end.saturating_sub(span.start_ns)),
+                    error: span.is_error(),
+                    running: live.is_some(),
+                    orphaned: live.is_some_and(|(_, orphaned)| *orphaned),
+                    owner: live.map(|(owner, _)| *owner),
+                }
             })
             .collect();
         let linked: BTreeMap<&str, bool> = trace
@@ -90,27 +124,26 @@ impl TraceIndex {
             })
             .max()
             .unwrap_or(start);
-        Some(json!({
-            "trace_id": trace_id,
-            "name": trace.name(),
-            "subject": trace.subject(),
-            "start_ms": ms(start),
-            "dur_ms": ms(end.saturating_sub(start)),
-            "running": running.len(),
-            "spans": rows,
-            "linked": linked,
-        }))
+        let page = TracePage {
+            trace_id,
+            name: trace.name(),
+            subject: trace.subject(),
+            start_ms: ms(start),
+            dur_ms: ms(end.saturating_sub(start)),
+            running: running.len(),
+            spans: rows,
+            linked,
+        };
+        // Serializing plain structs into a String cannot fail.
+        serde_json::to_string(&page).ok()
     }
 }
 
-/// The viewer's page; `data`, when given, is embedded and read instead of
-/// asking the server.
-pub(crate) fn page_html(data: Option<&Value>) -> String {
-    let data = match data {
-        // `<` escaped, so that no text in the data can close the script.
-        Some(data) => data.to_string().replace('<', "\\u003c"),
-        None => "null".to_string(),
-    };
+/// The viewer's page; `data` (JSON text), when given, is embedded and read
+/// instead of asking the server.
+pub(crate) fn page_html(data: Option<&str>) -> String {
+    // `<` escaped, so that no text in the data can close the script.
+    let data = data.unwrap_or("null").replace('<', "\\u003c");
     PAGE.replace("/*STYLE*/", STYLE)
         .replace("/*SCRIPT*/", SCRIPT)
         .replace("/*DATA*/", &data)
@@ -121,7 +154,7 @@ pub(crate) fn page_html(data: Option<&Value>) -> String {
 /// as in the viewer.
 pub fn snapshot_html(index: &mut TraceIndex) -> String {
     let mut list = Vec::new();
-    let mut traces = serde_json::Map::new();
+    let mut traces = Vec::new();
     let ids: Vec<String> = index.traces.keys().cloned().collect();
     for id in ids {
         let Some(entry) = index.traces.get(&id) else {
@@ -133,8 +166,13 @@ pub fn snapshot_html(index: &mut TraceIndex) -> String {
         row["text"] = json!(cached.text);
         list.push(row);
         if let Some(page) = index.trace_page(&id) {
-            traces.insert(id, page);
+            traces.push(format!("{}:{page}", json!(id)));
         }
     }
-    page_html(Some(&json!({ "list": list, "traces": traces })))
+    let data = format!(
+        r#"{{"list":{},"traces":{{{}}}}}"#,
+        Value::from(list),
+        traces.join(",")
+    );
+    page_html(Some(&data))
 }

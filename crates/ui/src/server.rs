@@ -232,8 +232,9 @@ async fn list(State(shared): State<Arc<Shared>>, Query(params): Query<ListParams
 
 async fn trace(State(shared): State<Arc<Shared>>, UrlPath(id): UrlPath<String>) -> Response {
     let id = id.to_ascii_lowercase();
-    match shared.index().trace_page(&id) {
-        Some(page) => Json(page).into_response(),
+    let page = shared.index().trace_page(&id);
+    match page {
+        Some(page) => ([(header::CONTENT_TYPE, "application/json")], page).into_response(),
         None => (StatusCode::NOT_FOUND, format!("no trace {id} here")).into_response(),
     }
 }

@@ -123,10 +123,15 @@ async function liveChecks() {
 async function openTrace(traceId) {
   const started = Date.now();
   await page.goto(url + '#/trace/' + traceId);
-  await page.waitForFunction(() => document.querySelectorAll('.span-row').length > 0 &&
-    document.querySelector('.axis .tick'), null, { timeout: 60000 });
+  const loaded = Date.now() - started;
+  await page.waitForFunction(() => document.querySelector('.axis .tick'), null,
+    { timeout: 60000, polling: 10 });
   const ms = Date.now() - started;
-  say({ step: 'open', ms, rows: await page.$$eval('.span-row', (l) => l.length) });
+  await page.waitForFunction(() => document.querySelector('.waterfall[data-complete]'), null,
+    { timeout: 60000, polling: 10 });
+  const all = Date.now() - started;
+  const rows = await page.$$eval('.span-row', (l) => l.length);
+  say({ step: 'open', ms, all_rows_ms: all, loaded_ms: loaded, rows });
 }
 
 async function searchTime(query) {
