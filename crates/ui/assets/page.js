@@ -245,7 +245,8 @@
       if (view.collapsed.size) applyCollapsed();
       if (view.selected) showDetails(view.selected);
     };
-    more();
+    // After the first screen is shown.
+    setTimeout(more, 0);
   }
 
   // Where a bar and its duration go, in % of the trace's `total` ms.
