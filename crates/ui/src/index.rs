@@ -15,7 +15,30 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use dspans_otlp::proto::collector::trace::v1::ExportTraceServiceRequest;
 use dspans_otlp::view::{view_spans, ViewSpan};
 
-use crate::query::ListRow;
+/// One trace in the list.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ListRow {
+    /// Hex trace id.
+    pub trace_id: String,
+    /// The first root span's name.
+    pub name: String,
+    /// What the trace is about (pipeline, project, change), maybe empty.
+    pub subject: String,
+    /// Earliest start, Unix ns.
+    pub start_ns: u64,
+    /// Latest end of a finished span, Unix ns (0 when none finished).
+    pub end_ns: u64,
+    /// Finished spans.
+    pub spans: usize,
+    /// Finished spans with status ERROR.
+    pub errors: usize,
+    /// Running spans (their finished form not yet here).
+    pub running: usize,
+    /// Running spans whose owner is gone.
+    pub orphaned: usize,
+    /// Service names, sorted.
+    pub services: Vec<String>,
+}
 
 /// A saved span still open in the store.
 #[derive(Debug, Clone, PartialEq)]

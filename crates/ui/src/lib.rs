@@ -47,8 +47,8 @@ mod query;
 mod server;
 
 pub use error::UiError;
-pub use index::{RunningSpan, TraceIndex};
+pub use index::{ListRow, RunningSpan, TraceIndex};
 pub use live::running_spans;
 pub use page::snapshot_html;
-pub use query::{ListPage, ListQuery, ListRow, Sort};
+pub use query::{ListPage, ListQuery, Sort};
 pub use server::{serve, UiOptions, UiServer};

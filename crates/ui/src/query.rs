@@ -15,7 +15,7 @@ use std::collections::{BTreeSet, HashSet};
 
 use dspans_otlp::view::Trace;
 
-use crate::index::{Cached, TraceEntry, TraceIndex};
+use crate::index::{Cached, ListRow, TraceEntry, TraceIndex};
 
 /// Rows per page of the list.
 pub const PAGE_SIZE: usize = 50;
@@ -65,31 +65,6 @@ impl ListQuery {
                 .iter()
                 .all(|w| trace_id.starts_with(w.as_str()) || cached.text.contains(w.as_str()))
     }
-}
-
-/// One trace in the list.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct ListRow {
-    /// Hex trace id.
-    pub trace_id: String,
-    /// The first root span's name.
-    pub name: String,
-    /// What the trace is about (pipeline, project, change), maybe empty.
-    pub subject: String,
-    /// Earliest start, Unix ns.
-    pub start_ns: u64,
-    /// Latest end of a finished span, Unix ns (0 when none finished).
-    pub end_ns: u64,
-    /// Finished spans.
-    pub spans: usize,
-    /// Finished spans with status ERROR.
-    pub errors: usize,
-    /// Running spans (their finished form not yet here).
-    pub running: usize,
-    /// Running spans whose owner is gone.
-    pub orphaned: usize,
-    /// Service names, sorted.
-    pub services: Vec<String>,
 }
 
 /// One page of the list.

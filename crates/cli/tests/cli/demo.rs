@@ -49,18 +49,7 @@ fn run_demo(extra: &[&str]) {
         .expect("a span count");
     // The report is the viewer's page with every trace's rows inside.
     let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
-    let data = html
-        .split_once(r#"<script id="dspans-data" type="application/json">"#)
-        .and_then(|(_, rest)| rest.split_once("</script>"))
-        .expect("the report's data")
-        .0;
-    let data: serde_json::Value = serde_json::from_str(data).unwrap();
-    let rows: usize = data["traces"]
-        .as_object()
-        .unwrap()
-        .values()
-        .map(|t| t["spans"].as_array().unwrap().len())
-        .sum();
+    let rows = crate::support::report_span_ids(&html).len();
     assert_eq!(rows, spans, "one row per span");
     let requests = dspans_otlp::read_json_lines(dir.path().join("traces.jsonl")).unwrap();
     let exported: usize = requests.iter().map(dspans_otlp::receiver::span_count).sum();

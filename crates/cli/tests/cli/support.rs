@@ -428,3 +428,21 @@ gate = ["unit", "lint"]
 "#
     )
 }
+
+/// The span ids of every trace page in a report written by `dspans view
+/// --html` (the viewer's page with its data embedded as JSON).
+pub fn report_span_ids(html: &str) -> Vec<String> {
+    let data = html
+        .split_once(r#"<script id="dspans-data" type="application/json">"#)
+        .and_then(|(_, rest)| rest.split_once("</script>"))
+        .expect("the report's data")
+        .0;
+    let data: serde_json::Value = serde_json::from_str(data).unwrap();
+    data["traces"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|t| t["spans"].as_array().unwrap())
+        .map(|s| s["span_id"].as_str().unwrap().to_string())
+        .collect()
+}
