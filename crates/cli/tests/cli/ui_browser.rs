@@ -8,7 +8,7 @@
 //!   link opens the linked trace with the linked span selected, and the
 //!   page logs nothing to its console.
 //! - Live: the components export to the viewer, which also reads their
-//!   store. A job sleeps 5 s; the page, opened once, shows the QueueItem,
+//!   store. A job sleeps 8 s; the page, opened once, shows the QueueItem,
 //!   BuildSet and Build as running and growing. The scheduler holding the
 //!   pipeline is SIGKILLed: in every sample after that the three are shown
 //!   (running, orphaned or finished), until all three are finished.
@@ -234,7 +234,7 @@ fn running_spans_show_live_and_stay_through_a_killed_scheduler() {
     let grpc = free_port();
     let endpoint = format!("http://127.0.0.1:{grpc}");
     let mut world = Components::start(Backend::Sqlite, 2000, 2000, |store| {
-        gate_config(store, &endpoint, "", "dependent", "sleep 5")
+        gate_config(store, &endpoint, "", "dependent", "sleep 8")
     });
     let config = world.config.clone();
     let (_ui, url) = start_ui(&[
@@ -256,6 +256,7 @@ fn running_spans_show_live_and_stay_through_a_killed_scheduler() {
     let mut browser = driver(&["live", &url]);
     let mut stdin = browser.stdin.take().unwrap();
     let mut lines = BufReader::new(browser.stdout.take().unwrap()).lines();
+    assert_eq!(next_step(&mut lines)["step"], "ready");
     world.enqueue(1);
 
     let running = next_step(&mut lines);
