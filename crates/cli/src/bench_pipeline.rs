@@ -162,7 +162,7 @@ fn median(mut values: Vec<f64>) -> f64 {
     }
 }
 
-fn backend_name(backend: BackendArg) -> &'static str {
+pub(crate) fn backend_name(backend: BackendArg) -> &'static str {
     match backend {
         BackendArg::Sqlite => "sqlite",
         BackendArg::Zookeeper => "zookeeper",

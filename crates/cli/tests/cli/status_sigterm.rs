@@ -143,14 +143,6 @@ gate = ["unit", "lint"]
         )
     }
 
-    /// The holder of the gate pipeline's lock, if anyone holds it.
-    fn lock_holder(&self) -> Option<String> {
-        let out = self.dspans(&["store", "get", "/dspans/locks/pipelines/gate"]);
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-    }
-
     fn wait_until(&self, what: &str, limit: Duration, cond: impl Fn() -> bool) {
         wait_for(what, limit, || self.logs(), || cond().then_some(()));
     }

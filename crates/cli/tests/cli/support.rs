@@ -164,6 +164,14 @@ impl Components {
         );
     }
 
+    /// The holder of the gate pipeline's lock, if anyone holds it.
+    pub fn lock_holder(&self) -> Option<String> {
+        let out = self.dspans(&["store", "get", "/dspans/locks/pipelines/gate"]);
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
     /// `dspans status --json`.
     pub fn status(&self) -> serde_json::Value {
         let out = self.dspans(&["status", "--json"]);

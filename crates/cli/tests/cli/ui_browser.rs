@@ -265,8 +265,7 @@ fn running_spans_show_live_and_stay_through_a_killed_scheduler() {
         assert_eq!(row["state"], "running", "{row}");
         assert!(row["dur"].as_str().unwrap().ends_with("so far"), "{row}");
     }
-    let out = world.dspans(&["store", "get", "/dspans/locks/pipelines/gate"]);
-    let holder = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let holder = world.lock_holder().unwrap_or_default();
     assert!(holder.starts_with("scheduler-"), "lock holder {holder:?}");
     world.kill(&holder);
     writeln!(stdin, "killed").unwrap();
