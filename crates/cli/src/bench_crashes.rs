@@ -6,8 +6,9 @@
 //! their own, and a plain OTLP/gRPC receiver in this process: it keeps
 //! every span it gets and drops none, as Jaeger or Tempo would. When that
 //! receiver sees a saved span (QueueItem, BuildSet, Build) arrive from a
-//! scheduler, the bench SIGKILLs that scheduler at once and starts it
-//! again; the next kill waits until one more change has been reported.
+//! scheduler, the bench SIGKILLs that scheduler before the receiver
+//! answers, and starts it again; the next kill waits until one more change
+//! has been reported.
 //!
 //! - `--via direct`: the components export to the receiver. A kill lands
 //!   between the receiver taking a span and the scheduler deleting it from
@@ -26,13 +27,14 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use clap::{Args, ValueEnum};
 use dspans_otlp::proto::collector::trace::v1::ExportTraceServiceRequest;
 use dspans_otlp::proto::common::v1::any_value::Value;
+use dspans_otlp::receiver::{SinkError, TraceSink};
 use dspans_pipeline::component::{tracer, Kind};
 use dspans_pipeline::model::ChangeRef;
 use dspans_pipeline::scheduler::enqueue;
@@ -40,7 +42,7 @@ use dspans_pipeline::{Config, Layout};
 use dspans_store::Store;
 use tokio::sync::mpsc;
 
-use crate::bench_pipeline::{BackendArg, ReceiverThread};
+use crate::bench_pipeline::{backend_name, BackendArg, ReceiverThread};
 use crate::processes::{component, write_config, Processes};
 use crate::status_cmd::read_status;
 
@@ -95,41 +97,24 @@ struct Tally {
 }
 
 impl Tally {
-    /// Counts `request`'s spans; returns the scheduler that sent a saved
-    /// span in it, if one did.
-    fn take(&mut self, request: &ExportTraceServiceRequest) -> Option<String> {
-        let mut sender = None;
-        for resource_spans in &request.resource_spans {
-            let instance = resource_spans
-                .resource
-                .as_ref()
-                .and_then(|r| {
-                    r.attributes
-                        .iter()
-                        .find(|kv| kv.key == "service.instance.id")
-                })
-                .and_then(|kv| kv.value.as_ref()?.value.as_ref())
-                .and_then(|v| match v {
-                    Value::StringValue(s) => Some(s.clone()),
-                    _ => None,
-                });
-            for span in resource_spans.scope_spans.iter().flat_map(|s| &s.spans) {
-                let key = (span.trace_id.clone(), span.span_id.clone());
-                *self.arrivals.entry(key).or_default() += 1;
-                if !span.parent_span_id.is_empty() {
-                    self.parents
-                        .push((span.trace_id.clone(), span.parent_span_id.clone()));
-                }
-                if span.name == "QueueItem" {
-                    self.queue_items.insert(span.span_id.clone());
-                }
-                let from_scheduler = instance.as_deref().is_some_and(|i| SCHEDULERS.contains(&i));
-                if from_scheduler && SAVED.contains(&span.name.as_str()) {
-                    sender.clone_from(&instance);
-                }
+    /// Counts `request`'s spans.
+    fn take(&mut self, request: &ExportTraceServiceRequest) {
+        for span in request
+            .resource_spans
+            .iter()
+            .flat_map(|rs| &rs.scope_spans)
+            .flat_map(|ss| &ss.spans)
+        {
+            let key = (span.trace_id.clone(), span.span_id.clone());
+            *self.arrivals.entry(key).or_default() += 1;
+            if !span.parent_span_id.is_empty() {
+                self.parents
+                    .push((span.trace_id.clone(), span.parent_span_id.clone()));
+            }
+            if span.name == "QueueItem" {
+                self.queue_items.insert(span.span_id.clone());
             }
         }
-        sender
     }
 
     fn received(&self) -> u64 {
@@ -148,6 +133,64 @@ impl Tally {
     }
 }
 
+/// The scheduler that sent a saved span in `request`, if one did (its
+/// resource's `service.instance.id`).
+fn saved_span_sender(request: &ExportTraceServiceRequest) -> Option<String> {
+    request.resource_spans.iter().find_map(|resource_spans| {
+        let instance = resource_spans
+            .resource
+            .as_ref()?
+            .attributes
+            .iter()
+            .find(|kv| kv.key == "service.instance.id")
+            .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+                Value::StringValue(s) => Some(s.clone()),
+                _ => None,
+            })?;
+        let saved = resource_spans
+            .scope_spans
+            .iter()
+            .flat_map(|s| &s.spans)
+            .any(|span| SAVED.contains(&span.name.as_str()));
+        (saved && SCHEDULERS.contains(&instance.as_str())).then_some(instance)
+    })
+}
+
+/// What the receiver's sink may kill: while armed, the schedulers' pids.
+#[derive(Default)]
+struct Armed {
+    pids: HashMap<String, u32>,
+    /// The scheduler killed since the last arming.
+    killed: Option<String>,
+}
+
+/// The receiver's sink: passes each request on, and, while armed, SIGKILLs
+/// a scheduler that sent saved spans before the receiver answers it, so
+/// the kill always comes before the scheduler can delete what it sent.
+struct Trigger {
+    requests: mpsc::UnboundedSender<ExportTraceServiceRequest>,
+    armed: Arc<Mutex<Armed>>,
+}
+
+impl TraceSink for Trigger {
+    fn accept(&self, request: ExportTraceServiceRequest) -> Result<(), SinkError> {
+        if let Some(scheduler) = saved_span_sender(&request) {
+            let mut armed = self.armed.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(pid) = armed.pids.get(&scheduler) {
+                // Waited for: the process is gone before the answer goes out.
+                let _ = std::process::Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+                armed.pids.clear();
+                armed.killed = Some(scheduler);
+            }
+        }
+        self.requests
+            .send(request)
+            .map_err(|_| SinkError::Unavailable("the bench has stopped".into()))
+    }
+}
+
 /// The running bench: processes, store, receiver.
 struct Bench {
     args: BenchCrashesArgs,
@@ -158,6 +201,7 @@ struct Bench {
     procs: Processes,
     store: Arc<dyn Store>,
     requests: mpsc::UnboundedReceiver<ExportTraceServiceRequest>,
+    armed: Arc<Mutex<Armed>>,
     tally: Tally,
     kills: u64,
 }
@@ -167,7 +211,11 @@ struct Bench {
 pub async fn run(args: BenchCrashesArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let (sink, requests) = mpsc::unbounded_channel();
-    let receiver = ReceiverThread::start(sink)?;
+    let armed = Arc::new(Mutex::new(Armed::default()));
+    let receiver = ReceiverThread::start(Trigger {
+        requests: sink,
+        armed: armed.clone(),
+    })?;
     let temp;
     let workspace = match &args.dir {
         Some(dir) => {
@@ -181,7 +229,7 @@ pub async fn run(args: BenchCrashesArgs) -> anyhow::Result<()> {
             temp.path().to_path_buf()
         }
     };
-    let mut bench = Bench::start(args, workspace, &receiver.endpoint, requests).await?;
+    let mut bench = Bench::start(args, workspace, &receiver.endpoint, (requests, armed)).await?;
     let outcome = bench.drive().await;
     let outcome = match outcome {
         Ok(()) => bench.finish().await,
@@ -199,7 +247,10 @@ impl Bench {
         args: BenchCrashesArgs,
         workspace: PathBuf,
         receiver: &str,
-        requests: mpsc::UnboundedReceiver<ExportTraceServiceRequest>,
+        (requests, armed): (
+            mpsc::UnboundedReceiver<ExportTraceServiceRequest>,
+            Arc<Mutex<Armed>>,
+        ),
     ) -> anyhow::Result<Bench> {
         let exe = std::env::current_exe().context("cannot find the dspans executable")?;
         let logs = workspace.join("logs");
@@ -236,6 +287,7 @@ impl Bench {
             procs,
             store,
             requests,
+            armed,
             tally: Tally::default(),
             kills: 0,
         };
@@ -297,17 +349,9 @@ impl Bench {
                 };
                 enqueue(&self.store, &layout, &client, "check", change).await?;
             }
-            if armed_at.is_none_or(|at| reported <= at) {
-                // Not armed: arrivals before the next report do not kill.
-                self.take_arrivals();
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                continue;
-            }
-            let sender = tokio::select! {
-                request = self.requests.recv() => request.and_then(|r| self.tally.take(&r)),
-                _ = tokio::time::sleep(Duration::from_millis(50)) => None,
-            };
-            if let (Some(scheduler), true) = (sender, self.kills < self.args.kills) {
+            self.take_arrivals();
+            let killed = self.lock_armed().killed.take();
+            if let Some(scheduler) = killed {
                 self.procs.kill(&scheduler);
                 self.spawn("scheduler", &scheduler)?;
                 self.kills += 1;
@@ -316,10 +360,26 @@ impl Bench {
                     "bench crashes: kill {}/{}: {scheduler}, {reported} changes reported",
                     self.kills, self.args.kills
                 );
+            } else if self.kills < self.args.kills && armed_at.is_some_and(|at| reported > at) {
+                // Armed after one more report: the next saved span kills.
+                armed_at = None;
+                let pids = self
+                    .procs
+                    .children
+                    .iter()
+                    .filter(|(name, _)| SCHEDULERS.contains(&name.as_str()))
+                    .map(|(name, child)| (name.clone(), child.id()))
+                    .collect();
+                self.lock_armed().pids = pids;
             }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let _ = client.shutdown();
         Ok(())
+    }
+
+    fn lock_armed(&self) -> std::sync::MutexGuard<'_, Armed> {
+        self.armed.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn take_arrivals(&mut self) {
@@ -472,10 +532,7 @@ fn relay_dropped(log: &Path) -> u64 {
 
 fn print_figures(args: &BenchCrashesArgs, f: &Figures, took: Duration) {
     let per_kill = f.duplicates as f64 / f.kills.max(1) as f64;
-    let backend = match args.backend {
-        BackendArg::Sqlite => "sqlite",
-        BackendArg::Zookeeper => "zookeeper",
-    };
+    let backend = backend_name(args.backend);
     let via = match args.via {
         Via::Direct => "direct",
         Via::Relay => "relay",
